@@ -1,0 +1,95 @@
+"""Per-request state: the identified user and the current request.
+
+Held in ``contextvars`` so that each thread and each asyncio task sees its own request, and a task
+started inside a request inherits it. Framework integrations set the request; ``identify()``
+sets the user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+UserIdentifiers = Mapping[str, "str | int"]
+
+
+@dataclass(frozen=True)
+class User:
+    identifiers: dict[str, str | int]
+    traits: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class RequestContext(Protocol):
+    """What an event needs from the HTTP request it happened in.
+
+    Framework integrations implement it; ``attributes()`` returns semantic-convention names
+    (``client.address``, ``url.path``...) with raw values, which the event pipeline scrubs.
+    """
+
+    def attributes(self) -> Mapping[str, Any]: ...
+
+    def body(self) -> Any:
+        """The request body, parsed where possible; ``None`` when there is none or it is unreadable."""
+        ...
+
+
+_user: ContextVar[User | None] = ContextVar("sqreen_otel.user", default=None)
+_request: ContextVar[RequestContext | None] = ContextVar("sqreen_otel.request", default=None)
+
+# Adapters from framework request objects to a RequestContext, registered by the integrations.
+_adapters: list[Callable[[Any], RequestContext | None]] = []
+
+
+def current_user() -> User | None:
+    return _user.get()
+
+
+def set_user(user: User | None) -> Token[User | None]:
+    return _user.set(user)
+
+
+def current_request() -> RequestContext | None:
+    return _request.get()
+
+
+def set_request(request: RequestContext | None) -> Token[RequestContext | None]:
+    return _request.set(request)
+
+
+def reset_request(token: Token[RequestContext | None]) -> None:
+    _request.reset(token)
+
+
+@contextlib.contextmanager
+def request_scope(request: RequestContext) -> Iterator[RequestContext]:
+    """Make ``request`` current, and forget it and its user when the block ends."""
+    request_token = _request.set(request)
+    user_token = _user.set(None)
+    try:
+        yield request
+    finally:
+        _user.reset(user_token)
+        _request.reset(request_token)
+
+
+def register_request_adapter(adapter: Callable[[Any], RequestContext | None]) -> None:
+    """Teach ``track(..., {"request": r})`` a new request type: ``adapter(r)`` returns ``None`` if not its type."""
+    if adapter not in _adapters:
+        _adapters.append(adapter)
+
+
+def to_request_context(obj: Any) -> RequestContext:
+    if isinstance(obj, RequestContext):
+        return obj
+    for adapter in reversed(_adapters):
+        request = adapter(obj)
+        if request is not None:
+            return request
+    raise TypeError(
+        f"request option: unsupported request type {type(obj).__name__}; expected a RequestContext or a "
+        "request of an installed integration (Flask, Django, Starlette, WSGI environ, ASGI scope)"
+    )

@@ -1,0 +1,98 @@
+"""The event schema: how a tracked event becomes OTel attributes.
+
+=================================  =============================================================
+attribute                          content
+=================================  =============================================================
+``sqreen.properties.<key>``        each property (maps stay maps on the log record)
+``sqreen.user.<key>``              each user identifier (not scrubbed; optionally pseudonymised)
+``sqreen.user.traits.<key>``       each trait given to ``identify()``
+``sqreen.request.params.<name>``   HTTP parameters, from the request integration
+``sqreen.request.body``            the request body when ``collect_body`` is set
+semantic-convention names          request data from the integration (``client.address``...)
+=================================  =============================================================
+
+Every function here is pure: values in, scrubbed attributes out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .context import RequestContext, User
+from .scrub import Scrubber
+from .values import clean, for_span
+
+PROPERTIES = "sqreen.properties."
+USER = "sqreen.user."
+TRAITS = "sqreen.user.traits."
+PARAMS = "sqreen.request.params."
+BODY = "sqreen.request.body"
+_PREFIXES = (PROPERTIES, TRAITS, PARAMS)
+
+
+def scrubbed(prefix: str, values: Mapping[str, Any], scrubber: Scrubber, max_len: int) -> dict[str, Any]:
+    """``{prefix + key: value}`` with each sensitive key's value masked and every value cleaned."""
+    mask = scrubber.mask
+    return {
+        prefix + key: mask if scrubber.sensitive_key(key) else clean(value, scrubber, max_len)
+        for key, value in values.items()
+    }
+
+
+def user_attributes(user: User | None, scrubber: Scrubber, max_len: int) -> dict[str, Any]:
+    if user is None:
+        return {}
+    attributes = {USER + key: scrubber.pseudonymize(value) for key, value in user.identifiers.items()}
+    if user.traits:
+        attributes.update(scrubbed(TRAITS, user.traits, scrubber, max_len))
+    return attributes
+
+
+def request_attributes(
+    request: RequestContext | None, collect_body: bool, scrubber: Scrubber, max_len: int
+) -> dict[str, Any]:
+    if request is None:
+        return {}
+    attributes = scrub_attributes(request.attributes(), scrubber, max_len)
+    if collect_body:
+        body = request.body()
+        if body is not None:
+            attributes[BODY] = clean(body, scrubber, max_len)
+    return attributes
+
+
+def sensitive_attribute(key: str, scrubber: Scrubber) -> bool:
+    """Judge an attribute by the name the user gave (after our prefix) and by its last segment."""
+    for prefix in _PREFIXES:
+        if key.startswith(prefix):
+            key = key[len(prefix) :]
+            break
+    return scrubber.sensitive_key(key) or scrubber.sensitive_key(key.rpartition(".")[2])
+
+
+def scrub_attributes(attributes: Mapping[str, Any], scrubber: Scrubber, max_len: int) -> dict[str, Any]:
+    """Scrub attributes of any origin; user identifiers are left alone (blocking needs them)."""
+    result: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if key.startswith(USER) and not key.startswith(TRAITS):
+            result[key] = value
+        elif sensitive_attribute(key, scrubber):
+            result[key] = scrubber.mask
+        else:
+            result[key] = clean(value, scrubber, max_len)
+    return result
+
+
+def span_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+    """The log attributes as a span event can hold them: no maps, no mixed lists, no nulls."""
+    if all(type(v) in (str, int, float, bool) for v in attributes.values()):
+        return attributes
+    return {k: for_span(v) for k, v in attributes.items() if v is not None}
+
+
+def merge(*parts: Iterable[tuple[str, Any]] | Mapping[str, Any]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for part in parts:
+        merged.update(part)
+    return merged

@@ -1,0 +1,203 @@
+"""OTLP/HTTP protobuf exporter that tells its processor what to do with a batch.
+
+OTel's ``LogRecordExporter`` answers only SUCCESS or FAILURE. ``send()`` answers with an
+``Outcome``: delivered, retry later (and when), rejected for good, or too large (split it), so the
+processor can retry, drop or split. ``export()`` keeps the plain OTel interface too.
+"""
+
+from __future__ import annotations
+
+import enum
+import gzip
+import logging
+import os
+import random
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+import requests
+from google.protobuf.message import DecodeError
+from opentelemetry import context as otel_context
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+
+from .settings import parse_headers
+
+logger = logging.getLogger("sqreen_otel")
+
+DEFAULT_ENDPOINT = "http://localhost:4318/v1/logs"
+DEFAULT_TIMEOUT = 10.0
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_MAX_RETRY_AFTER = 3600.0
+
+
+class Status(enum.Enum):
+    SUCCESS = "success"
+    RETRY = "retry"
+    PERMANENT = "permanent"
+    TOO_LARGE = "too_large"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    retry_after: float | None = None  # seconds the server asked us to wait
+    rejected: int = 0  # records refused by an OTLP partial success
+    error: str | None = None
+
+
+def _env(*names: str) -> str | None:
+    for name in names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return None
+
+
+def resolve_endpoint(endpoint: str | None) -> str:
+    """Argument, else ``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`` as is, else the base endpoint + ``/v1/logs``."""
+    if endpoint:
+        return endpoint
+    logs = _env("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
+    if logs:
+        return logs
+    base = _env("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if base:
+        return base.rstrip("/") + "/v1/logs"
+    return DEFAULT_ENDPOINT
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            import datetime as _dt
+
+            seconds = (parsedate_to_datetime(value) - _dt.datetime.now(_dt.timezone.utc)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+
+
+class OTLPEventExporter(LogRecordExporter):
+    """POST batches of log records as OTLP protobuf to ``endpoint`` over a keep-alive session."""
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        compression: str | None = None,
+    ) -> None:
+        self.endpoint = resolve_endpoint(endpoint)
+        env_headers = _env("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
+        self.headers = (
+            dict(headers)
+            if headers is not None
+            else (parse_headers("OTEL_EXPORTER_OTLP_HEADERS", env_headers) if env_headers else {})
+        )
+        env_timeout = _env("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
+        self.timeout = timeout if timeout is not None else float(env_timeout or DEFAULT_TIMEOUT)
+        env_compression = _env("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION")
+        self.compression = (compression or env_compression or "none").lower()
+        if self.compression not in ("none", "gzip"):
+            raise ValueError(f"compression must be 'none' or 'gzip', got {self.compression!r}")
+        self._session = self._new_session()
+        self._lock = threading.Lock()
+        self._closed = False
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        session.headers.update({"Content-Type": "application/x-protobuf", "User-Agent": "sqreen-otel"})
+        session.headers.update(self.headers)
+        if self.compression == "gzip":
+            session.headers["Content-Encoding"] = "gzip"
+        return session
+
+    def _after_fork(self) -> None:
+        # The parent's pooled sockets must not be shared with a child.
+        self._session = self._new_session()
+        self._lock = threading.Lock()
+
+    def send(self, batch: Sequence[ReadableLogRecord]) -> Outcome:
+        """Export one batch; never raises."""
+        if self._closed:
+            return Outcome(Status.PERMANENT, error="exporter is shut down")
+        try:
+            body = encode_logs(batch).SerializeToString()
+            if self.compression == "gzip":
+                body = gzip.compress(body, compresslevel=6)
+        except Exception as exc:  # a record the encoder cannot carry: no retry will help
+            return Outcome(Status.PERMANENT, error=f"encoding failed: {exc!r}")
+        # Our own export must not show up as an HTTP client span of the application.
+        token = otel_context.attach(
+            otel_context.set_value(
+                otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY,
+                True,
+                otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True),
+            )
+        )
+        try:
+            with self._lock:
+                response = self._session.post(self.endpoint, data=body, timeout=self.timeout)
+        except requests.RequestException as exc:
+            return Outcome(Status.RETRY, error=f"{type(exc).__name__}: {exc}")
+        finally:
+            otel_context.detach(token)
+        return self._outcome(response, len(batch))
+
+    def _outcome(self, response: requests.Response, count: int) -> Outcome:
+        status = response.status_code
+        if 200 <= status < 300:
+            return _partial_success(response.content, count)
+        error = f"HTTP {status} from {self.endpoint}: {response.text[:200]!r}"
+        if status == 413:
+            return Outcome(Status.TOO_LARGE, error=error)
+        if status in RETRYABLE_STATUS or status >= 500:
+            return Outcome(Status.RETRY, parse_retry_after(response.headers.get("Retry-After")), error=error)
+        return Outcome(Status.PERMANENT, error=error)
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        """Plain OTel interface, for use behind OTel's own processors."""
+        outcome = self.send(batch)
+        ok = outcome.status is Status.SUCCESS
+        return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        self._closed = True
+        self._session.close()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def _partial_success(content: bytes, count: int) -> Outcome:
+    if not content:
+        return Outcome(Status.SUCCESS)
+    response = ExportLogsServiceResponse()
+    try:
+        response.ParseFromString(content)
+    except DecodeError:
+        logger.debug("unparseable OTLP response body ignored (%d bytes)", len(content))
+        return Outcome(Status.SUCCESS)
+    rejected = min(response.partial_success.rejected_log_records, count)
+    if rejected or response.partial_success.error_message:
+        return Outcome(Status.SUCCESS, rejected=rejected, error=response.partial_success.error_message or None)
+    return Outcome(Status.SUCCESS)
+
+
+def backoff(attempt: int, cap: float, base: float = 1.0) -> float:
+    """Exponential backoff with full jitter in its upper half: attempt 0 waits 0.5-1 s."""
+    delay = min(cap, base * (2**attempt))
+    return delay * random.uniform(0.5, 1.0)

@@ -1,0 +1,169 @@
+"""``configure()``: build the scrubber, exporter and processor, and wire them to a LoggerProvider.
+
+Uses the global SDK LoggerProvider when the application already set one, else installs one whose
+resource comes from ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES``. A second call replaces
+the previous pipeline instead of adding a second processor.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry import _logs
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
+from opentelemetry.sdk.resources import Resource
+
+from . import runtime, track
+from .exporter import OTLPEventExporter
+from .processor import DROP_REASONS, EventBatchProcessor
+from .scrub import Scrubber
+from .settings import Settings
+
+logger = logging.getLogger("sqreen_otel")
+_lock = threading.Lock()
+
+
+class _Slot(LogRecordProcessor):
+    """The one processor we add to a provider; ``configure()`` swaps what it forwards to.
+
+    OTel providers cannot remove a processor, so re-configuring changes the target instead.
+    """
+
+    def __init__(self) -> None:
+        self.target: EventBatchProcessor | None = None
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        target = self.target
+        if target is not None:
+            target.on_emit(log_record)
+
+    def shutdown(self) -> None:
+        target = self.target
+        if target is not None:
+            target.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        target = self.target
+        return True if target is None else target.force_flush(timeout_millis)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Handle on the installed pipeline."""
+
+    settings: Settings
+    provider: LoggerProvider | None
+    processor: EventBatchProcessor | None
+
+    def flush(self, timeout: float | None = None) -> bool:
+        return True if self.processor is None else self.processor.flush(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        if self.processor is not None:
+            self.processor.shutdown(timeout)
+
+    def stats(self) -> dict[str, Any]:
+        if self.processor is None:
+            return _empty_stats()
+        return self.processor.stats()
+
+
+_current: Pipeline | None = None
+_slots: dict[int, _Slot] = {}
+
+
+def configure(**settings: Any) -> Pipeline:
+    """Install the event pipeline. Settings: keyword, else ``SQREEN_OTEL_<NAME>``, else default."""
+    global _current
+    resolved = Settings.load(**settings)
+    scrubber = Scrubber.from_settings(resolved)
+    with _lock:
+        previous = _current
+        if resolved.disabled:
+            runtime.install(runtime.Runtime(settings=resolved, scrubber=scrubber, configured=True))
+            _current = Pipeline(resolved, None, None)
+        else:
+            provider = _sdk_provider()
+            processor = EventBatchProcessor(
+                OTLPEventExporter(
+                    resolved.endpoint, headers=resolved.headers, timeout=resolved.timeout,
+                    compression=resolved.compression,
+                ),
+                flush_interval=resolved.flush_interval,
+                max_queue_size=resolved.max_queue_size,
+                max_export_batch_size=resolved.max_export_batch_size,
+                max_event_age=resolved.max_event_age,
+                first_seen_delay=resolved.first_seen_delay,
+                shutdown_timeout=resolved.shutdown_timeout,
+                scrubber=scrubber,
+                max_value_length=resolved.max_value_length,
+            )  # fmt: skip
+            slot = _slots.get(id(provider))
+            if slot is None:
+                slot = _slots[id(provider)] = _Slot()
+                provider.add_log_record_processor(slot)
+            slot.target = processor
+            from . import __version__
+
+            rt_logger = provider.get_logger(runtime.LOGGER_NAME, __version__)
+            runtime.install(runtime.Runtime(resolved, scrubber, rt_logger, configured=True))
+            _current = Pipeline(resolved, provider, processor)
+    if previous is not None and previous.processor is not None:
+        previous.shutdown(resolved.shutdown_timeout)  # deliver what the old pipeline held
+    return _current
+
+
+def _sdk_provider() -> LoggerProvider:
+    provider = _logs.get_logger_provider()
+    if isinstance(provider, LoggerProvider):
+        return provider
+    provider = LoggerProvider(resource=Resource.create())
+    _logs.set_logger_provider(provider)
+    if _logs.get_logger_provider() is not provider:  # someone else won the race; use theirs if SDK
+        other = _logs.get_logger_provider()
+        if isinstance(other, LoggerProvider):
+            return other
+        logger.warning("a non-SDK LoggerProvider is installed globally; sqreen_otel uses its own")
+    return provider
+
+
+def _empty_stats() -> dict[str, Any]:
+    return {
+        "tracked": 0, "exported": 0, "dropped": dict.fromkeys(DROP_REASONS, 0),
+        "queued": 0, "retries": 0, "last_export_error": None,
+    }  # fmt: skip
+
+
+def current() -> Pipeline | None:
+    return _current
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Deliver every queued event now; ``True`` when all were delivered within ``timeout``."""
+    pipeline = _current
+    return True if pipeline is None else pipeline.flush(timeout)
+
+
+def shutdown(timeout: float | None = None) -> None:
+    """Flush within ``timeout`` (default ``shutdown_timeout``) and stop the export thread."""
+    pipeline = _current
+    if pipeline is not None:
+        pipeline.shutdown(timeout)
+
+
+def stats() -> dict[str, Any]:
+    """Counters of the installed pipeline, plus events that failed inside ``track()`` itself."""
+    pipeline = _current
+    result = _empty_stats() if pipeline is None else pipeline.stats()
+    result["track_failures"] = track.failures()
+    return result
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    # The SDK provider shuts down at exit too; this covers providers created with shutdown_on_exit=False.
+    shutdown()

@@ -1,0 +1,121 @@
+"""PII scrubbing rules: which keys are sensitive, which values look like secrets, and the mask.
+
+The rules are data (a ``Scrubber``); walking nested values is ``values.clean``'s job, which asks the
+scrubber about each key and each string. A matching value is masked, never the whole event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable
+
+from .settings import Settings
+
+DEFAULT_MASK = "[REDACTED]"
+
+# Keys are normalised (lower case, without "-", "_", "." and spaces) before matching.
+# Short, ambiguous names must equal the key; distinctive fragments may appear anywhere in it
+# ("user_password", "X-Auth-Token", "stripe_secret_key", "sessionid").
+EXACT_KEYS = frozenset({"auth", "pass", "pwd", "pin", "cvv", "cvc", "otp", "sid", "ssn", "jwt", "secret"})
+KEY_FRAGMENTS = (
+    "password", "passwd", "passphrase", "secret", "token", "apikey", "accesskey", "authorization",
+    "bearer", "cookie", "session", "csrf", "xsrf", "privatekey", "credential", "creditcard",
+    "cardnumber", "signature",
+)  # fmt: skip
+
+# Values that are secrets whatever their key. Each is scoped, so that they combine in one regex.
+DEFAULT_VALUE_PATTERNS = (
+    # Sqreen's card-number rule: 13 to 16 digits, optionally separated by spaces or dashes.
+    r"(?<!\d)(?:\d[ -]?){12,15}\d(?!\d)",
+    # HTTP credentials: "Bearer abc...", "Basic dXNlcjpw..." (with the scheme word).
+    r"(?i:\b(?:bearer|basic|token)\s+)[A-Za-z0-9\-._~+/]{8,}=*",
+    # JSON Web Tokens.
+    r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*",
+    # Common API-key formats: AWS, GitHub, Stripe, Slack, Google, OpenAI-style "sk-".
+    r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b",
+    r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})",
+    r"\b[rsp]k_(?:live|test)_[0-9A-Za-z]{10,}",
+    r"\bxox[abposr]-[0-9A-Za-z-]{10,}",
+    r"\bAIza[0-9A-Za-z_-]{30,}",
+    r"\bsk-[A-Za-z0-9_-]{20,}",
+    # PEM private keys, to the end marker or the end of the text.
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)",
+    # user:password in URLs.
+    r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)",
+)
+
+_KEY_CACHE_LIMIT = 4096
+
+
+def normalize_key(key: str) -> str:
+    return key.lower().replace("-", "").replace("_", "").replace(".", "").replace(" ", "")
+
+
+class Scrubber:
+    """Decides what is sensitive. Cheap to ask: key verdicts are cached, values use one regex."""
+
+    def __init__(
+        self,
+        *,
+        keys: Iterable[str] = (),
+        replace_keys: Iterable[str] | None = None,
+        value_patterns: Iterable[str] = (),
+        allow_keys: Iterable[str] = (),
+        mask: str = DEFAULT_MASK,
+        enabled: bool = True,
+        pseudonymize_key: bytes | None = None,
+    ) -> None:
+        if replace_keys is None:
+            self._exact = EXACT_KEYS
+            fragments = [*KEY_FRAGMENTS, *keys]
+        else:
+            self._exact = frozenset()
+            fragments = [*replace_keys, *keys]
+        self._fragments = tuple(sorted({normalize_key(k) for k in fragments if normalize_key(k)}))
+        self._allow = frozenset(normalize_key(k) for k in allow_keys)
+        patterns = [*DEFAULT_VALUE_PATTERNS, *(f"(?:{p})" for p in value_patterns)]
+        self._values = re.compile("|".join(patterns))
+        self.mask = mask
+        self.enabled = enabled
+        self._pseudonymize_key = pseudonymize_key
+        self._key_cache: dict[str, bool] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Scrubber:
+        return cls(
+            keys=settings.scrub_keys,
+            replace_keys=settings.scrub_replace_keys,
+            value_patterns=settings.scrub_value_patterns,
+            allow_keys=settings.scrub_allow_keys,
+            mask=settings.scrub_mask,
+            enabled=settings.scrub,
+            pseudonymize_key=settings.pseudonymize_key,
+        )
+
+    def sensitive_key(self, key: str) -> bool:
+        verdict = self._key_cache.get(key)
+        if verdict is None:
+            norm = normalize_key(key)
+            verdict = (
+                self.enabled
+                and norm not in self._allow
+                and (norm in self._exact or any(f in norm for f in self._fragments))
+            )
+            if len(self._key_cache) >= _KEY_CACHE_LIMIT:
+                self._key_cache.clear()
+            self._key_cache[key] = verdict
+        return verdict
+
+    def redact(self, text: str) -> str:
+        """Mask each secret-looking part of ``text``; the rest stays readable."""
+        if not self.enabled or self._values.search(text) is None:
+            return text
+        return self._values.sub(self.mask, text)
+
+    def pseudonymize(self, value: str | int) -> str | int:
+        """Keyed hash of a user identifier, stable across processes that share the key."""
+        if self._pseudonymize_key is None:
+            return value
+        return hmac.new(self._pseudonymize_key, str(value).encode("utf-8"), hashlib.sha256).hexdigest()

@@ -1,0 +1,187 @@
+"""The SDK calls: ``track``, ``identify``, ``auth_track``, ``signup_track``.
+
+Argument errors raise, as Sqreen's agent did. Everything after validation (building, scrubbing,
+emitting) is guarded: a failure there is logged and counted, never raised into the application.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry._logs import SeverityNumber
+
+from . import context, runtime
+from .event import PROPERTIES, request_attributes, scrubbed, span_attributes, user_attributes
+from .values import UnconvertibleValue
+
+logger = logging.getLogger("sqreen_otel")
+
+RESERVED_PREFIX = "sq."
+MAX_PROPERTIES = 16
+TRACK_OPTIONS = frozenset({"properties", "user_identifiers", "timestamp", "collect_body", "request"})
+LOGIN_EVENT = "sq.sdk.users.login"
+SIGNUP_EVENT = "sq.sdk.users.signup"
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_failures = 0
+
+
+def track(event_name: str, options: Mapping[str, Any] | None = None) -> bool:
+    """Record a custom security event; ``True`` when it was recorded.
+
+    >>> track("password_reset", {"properties": {"email_domain": "example.com"}})
+    True
+    """
+    if not isinstance(event_name, str):
+        raise TypeError(f"event name must be a str, not {type(event_name).__name__}")
+    if not event_name:
+        raise ValueError("event name must not be empty")
+    if event_name.startswith(RESERVED_PREFIX):
+        logger.warning("event names starting with %r are reserved; event %r was ignored", RESERVED_PREFIX, event_name)
+        return False
+    return _record(event_name, options)
+
+
+def identify(user_identifiers: Mapping[str, str | int], traits: Mapping[str, Any] | None = None) -> None:
+    """Attach a user to the current request (thread or asyncio task): later events carry it."""
+    identifiers = _check_identifiers("user_identifiers", user_identifiers)
+    if traits is not None:
+        _check_properties("traits", traits)
+    context.set_user(context.User(identifiers, dict(traits or {})))
+
+
+def auth_track(success: bool, **user_identifiers: str | int) -> None:
+    """Record a login attempt (``sq.sdk.users.login``); a successful one identifies the user."""
+    if not isinstance(success, bool):
+        raise TypeError(f"success must be a bool, not {type(success).__name__}")
+    identifiers = _check_identifiers("user identifiers", user_identifiers, required=True)
+    if success:
+        identify(identifiers)
+    _record(LOGIN_EVENT, {"properties": {"success": success}, "user_identifiers": identifiers}, internal=True)
+
+
+def signup_track(**user_identifiers: str | int) -> None:
+    """Record an account creation (``sq.sdk.users.signup``) and identify the new user."""
+    identifiers = _check_identifiers("user identifiers", user_identifiers, required=True)
+    identify(identifiers)
+    _record(SIGNUP_EVENT, {"user_identifiers": identifiers}, internal=True)
+
+
+def failures() -> int:
+    """How many events failed after validation (a bug of ours, logged each time)."""
+    return _failures
+
+
+def _record(name: str, options: Mapping[str, Any] | None, *, internal: bool = False) -> bool:
+    rt = runtime.current
+    if rt.disabled:
+        return True
+    properties, user, timestamp, collect_body, request = _parse_options(name, options, internal)
+    try:
+        scrubber, max_len = rt.scrubber, rt.settings.max_value_length
+        attributes = _properties(name, properties, scrubber, max_len)
+        attributes.update(user_attributes(user, scrubber, max_len))
+        attributes.update(request_attributes(request, collect_body, scrubber, max_len))
+        now = time.time_ns()
+        rt.logger.emit(
+            event_name=name,
+            timestamp=now if timestamp is None else timestamp,
+            observed_timestamp=now,
+            severity_number=SeverityNumber.INFO,
+            severity_text="INFO",
+            attributes=attributes,
+        )
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.add_event(name, span_attributes(attributes), now)
+    except Exception:  # runtime trouble must never reach the application
+        global _failures
+        _failures += 1
+        logger.exception("sqreen_otel could not record event %r", name)
+        return False
+    return True
+
+
+def _parse_options(
+    name: str, options: Mapping[str, Any] | None, internal: bool = False
+) -> tuple[Mapping[str, Any], context.User | None, int | None, bool, context.RequestContext | None]:
+    if options is None:
+        options = {}
+    elif not isinstance(options, Mapping):
+        raise TypeError(f"options must be a mapping, not {type(options).__name__}")
+    for key in options:
+        if key not in TRACK_OPTIONS:
+            logger.warning("unknown track() option %r ignored (known: %s)", key, ", ".join(sorted(TRACK_OPTIONS)))
+
+    properties = options.get("properties") or {}
+    _check_properties("properties", properties)
+    if len(properties) > MAX_PROPERTIES:
+        logger.warning(
+            "event %r has %d properties; only the first %d by sorted key are kept",
+            name, len(properties), MAX_PROPERTIES,
+        )  # fmt: skip
+        properties = dict(sorted(properties.items())[:MAX_PROPERTIES])
+
+    user = context.current_user()
+    ids = options.get("user_identifiers")
+    if ids is not None:
+        identifiers = _check_identifiers("user_identifiers", ids)
+        if not internal and user is not None and user.identifiers != identifiers:
+            logger.warning("track(%r): user_identifiers differ from the identified user; used for this event", name)
+        user = context.User(identifiers) if identifiers else None
+
+    timestamp = options.get("timestamp")
+    if timestamp is not None:
+        timestamp = _to_ns(timestamp)
+
+    request = options.get("request")
+    request = context.to_request_context(request) if request is not None else context.current_request()
+    return properties, user, timestamp, bool(options.get("collect_body")), request
+
+
+def _properties(name: str, properties: Mapping[str, Any], scrubber: Any, max_len: int) -> dict[str, Any]:
+    try:
+        return scrubbed(PROPERTIES, properties, scrubber, max_len)
+    except UnconvertibleValue:
+        pass
+    # Rare: one value cannot even be turned into text. Drop just that one, with a warning.
+    attributes: dict[str, Any] = {}
+    for key, value in properties.items():
+        try:
+            attributes.update(scrubbed(PROPERTIES, {key: value}, scrubber, max_len))
+        except UnconvertibleValue as exc:
+            logger.warning("event %r: property %r dropped: %s", name, key, exc)
+    return attributes
+
+
+def _check_properties(label: str, properties: Any) -> None:
+    if not isinstance(properties, Mapping):
+        raise TypeError(f"{label} must be a mapping, not {type(properties).__name__}")
+    for key in properties:
+        if not isinstance(key, str):
+            raise TypeError(f"{label} keys must be str, got {key!r} ({type(key).__name__})")
+
+
+def _check_identifiers(label: str, identifiers: Any, required: bool = False) -> dict[str, str | int]:
+    if not isinstance(identifiers, Mapping):
+        raise TypeError(f"{label} must be a mapping of str to str or int, not {type(identifiers).__name__}")
+    if required and not identifiers:
+        raise ValueError(f"{label}: at least one is required, e.g. email='user@example.com'")
+    for key, value in identifiers.items():
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"{label} keys must be non-empty str, got {key!r}")
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise TypeError(f"{label}[{key!r}] must be str or int, got {type(value).__name__}")
+    return dict(identifiers)
+
+
+def _to_ns(timestamp: Any) -> int:
+    if not isinstance(timestamp, _dt.datetime):
+        raise TypeError(f"timestamp must be a datetime, not {type(timestamp).__name__}")
+    if timestamp.tzinfo is None:  # naive: taken as UTC, as Sqreen did
+        timestamp = timestamp.replace(tzinfo=_dt.timezone.utc)
+    return (timestamp - _EPOCH) // _dt.timedelta(microseconds=1) * 1000
