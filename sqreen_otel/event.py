@@ -29,15 +29,20 @@ TRAITS = "sqreen.user.traits."
 PARAMS = "sqreen.request.params."
 BODY = "sqreen.request.body"
 _PREFIXES = (PROPERTIES, TRAITS, PARAMS)
+_SPAN_SAFE = frozenset({str, int, float, bool})
 
 
 def scrubbed(prefix: str, values: Mapping[str, Any], scrubber: Scrubber, max_len: int) -> dict[str, Any]:
     """``{prefix + key: value}`` with each sensitive key's value masked and every value cleaned."""
-    mask = scrubber.mask
-    return {
-        prefix + key: mask if scrubber.sensitive_key(key) else clean(value, scrubber, max_len)
-        for key, value in values.items()
-    }
+    result: dict[str, Any] = {}
+    for key, value in values.items():
+        if scrubber.sensitive_key(key):
+            result[prefix + key] = scrubber.mask
+        elif type(value) is str and len(value) <= max_len:  # the common case, without the walk
+            result[prefix + key] = scrubber.redact(value)
+        else:
+            result[prefix + key] = clean(value, scrubber, max_len)
+    return result
 
 
 def user_attributes(user: User | None, scrubber: Scrubber, max_len: int) -> dict[str, Any]:
@@ -86,7 +91,10 @@ def scrub_attributes(attributes: Mapping[str, Any], scrubber: Scrubber, max_len:
 
 def span_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
     """The log attributes as a span event can hold them: no maps, no mixed lists, no nulls."""
-    if all(type(v) in (str, int, float, bool) for v in attributes.values()):
+    for value in attributes.values():
+        if type(value) not in _SPAN_SAFE:
+            break
+    else:
         return attributes
     return {k: for_span(v) for k, v in attributes.items() if v is not None}
 

@@ -101,6 +101,7 @@ def configure(**settings: Any) -> Pipeline:
                 shutdown_timeout=resolved.shutdown_timeout,
                 scrubber=scrubber,
                 max_value_length=resolved.max_value_length,
+                prescrubbed_scopes=frozenset({runtime.LOGGER_NAME}),
             )  # fmt: skip
             slot = _slots.get(id(provider))
             if slot is None:

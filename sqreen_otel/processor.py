@@ -62,6 +62,7 @@ class EventBatchProcessor(LogRecordProcessor):
         shutdown_timeout: float = 5.0,
         scrubber: Scrubber | None = None,
         max_value_length: int = 4096,
+        prescrubbed_scopes: frozenset[str] = frozenset(),
     ) -> None:
         for name, value in (
             ("flush_interval", flush_interval),
@@ -80,6 +81,9 @@ class EventBatchProcessor(LogRecordProcessor):
         self.shutdown_timeout = shutdown_timeout
         self.scrubber = scrubber if scrubber is not None else Scrubber()
         self.max_value_length = max_value_length
+        # Loggers whose records were scrubbed at the source by this same scrubber (configure() sets
+        # sqreen_otel's own); records of any other logger are scrubbed here, in the export thread.
+        self.prescrubbed_scopes = prescrubbed_scopes
         self._init_state()
         if hasattr(os, "register_at_fork"):
             ref = weakref.WeakMethod(self._after_fork)
@@ -303,6 +307,9 @@ class EventBatchProcessor(LogRecordProcessor):
 
     def _scrub(self, record: ReadableLogRecord) -> ReadableLogRecord:
         """Scrub records of any origin at export time; already-scrubbed values come out the same."""
+        scope = record.instrumentation_scope
+        if scope is not None and scope.name in self.prescrubbed_scopes:
+            return record
         log_record = copy.copy(record.log_record)  # other processors may hold the original
         if log_record.attributes:
             log_record.attributes = scrub_attributes(log_record.attributes, self.scrubber, self.max_value_length)

@@ -111,10 +111,10 @@ def _parse_options(
 ) -> tuple[Mapping[str, Any], context.User | None, int | None, bool, context.RequestContext | None]:
     if options is None:
         options = {}
-    elif not isinstance(options, Mapping):
+    elif type(options) is not dict and not isinstance(options, Mapping):
         raise TypeError(f"options must be a mapping, not {type(options).__name__}")
-    for key in options:
-        if key not in TRACK_OPTIONS:
+    if not TRACK_OPTIONS.issuperset(options):
+        for key in set(options) - TRACK_OPTIONS:
             logger.warning("unknown track() option %r ignored (known: %s)", key, ", ".join(sorted(TRACK_OPTIONS)))
 
     properties = options.get("properties") or {}
@@ -159,10 +159,10 @@ def _properties(name: str, properties: Mapping[str, Any], scrubber: Any, max_len
 
 
 def _check_properties(label: str, properties: Any) -> None:
-    if not isinstance(properties, Mapping):
+    if type(properties) is not dict and not isinstance(properties, Mapping):
         raise TypeError(f"{label} must be a mapping, not {type(properties).__name__}")
     for key in properties:
-        if not isinstance(key, str):
+        if type(key) is not str and not isinstance(key, str):
             raise TypeError(f"{label} keys must be str, got {key!r} ({type(key).__name__})")
 
 
