@@ -24,6 +24,7 @@ from typing import Any
 
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.resources import Resource
 
 from .event import scrub_attributes
 from .exporter import Outcome, Status, backoff
@@ -33,6 +34,7 @@ from .values import clean
 logger = logging.getLogger("sqreen_otel")
 
 DROP_REASONS = ("queue_full", "expired", "rejected", "shutdown")
+_EMPTY_RESOURCE = Resource.get_empty()
 _Queued = tuple[float, ReadableLogRecord]  # (monotonic time it was queued, record)
 
 
@@ -118,7 +120,7 @@ class EventBatchProcessor(LogRecordProcessor):
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         readable = ReadableLogRecord(
             log_record=log_record.log_record,
-            resource=log_record.resource,
+            resource=log_record.resource or _EMPTY_RESOURCE,
             instrumentation_scope=log_record.instrumentation_scope,
             limits=log_record.limits,
         )
