@@ -9,12 +9,17 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import logging as _logging
+
 from .context import RequestContext, register_request_adapter
 from .exporter import OTLPEventExporter
 from .pipeline import Pipeline, configure, flush, shutdown, stats
 from .processor import EventBatchProcessor
 from .scrub import Scrubber
 from .track import auth_track, identify, signup_track, track
+
+# A library adds no output of its own: applications decide where "sqreen_otel" logs go.
+_logging.getLogger("sqreen_otel").addHandler(_logging.NullHandler())
 
 __all__ = [
     "EventBatchProcessor",

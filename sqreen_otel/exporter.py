@@ -10,9 +10,11 @@ from __future__ import annotations
 import enum
 import gzip
 import logging
+import math
 import os
 import random
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -58,6 +60,11 @@ def _env(*names: str) -> str | None:
     return None
 
 
+def _env_name(*names: str) -> str:
+    """The first of ``names`` that is set, for error messages."""
+    return next((name for name in names if os.environ.get(name)), names[-1])
+
+
 def resolve_endpoint(endpoint: str | None) -> str:
     """Argument, else ``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`` as is, else the base endpoint + ``/v1/logs``."""
     if endpoint:
@@ -84,6 +91,8 @@ def parse_retry_after(value: str | None) -> float | None:
             seconds = (parsedate_to_datetime(value) - _dt.datetime.now(_dt.timezone.utc)).total_seconds()
         except (TypeError, ValueError):
             return None
+    if not math.isfinite(seconds):
+        return None
     return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
 
 
@@ -103,10 +112,19 @@ class OTLPEventExporter(LogRecordExporter):
         self.headers = (
             dict(headers)
             if headers is not None
-            else (parse_headers("OTEL_EXPORTER_OTLP_HEADERS", env_headers) if env_headers else {})
+            else (
+                parse_headers(_env_name("OTEL_EXPORTER_OTLP_LOGS_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"), env_headers)
+                if env_headers
+                else {}
+            )
         )
         env_timeout = _env("OTEL_EXPORTER_OTLP_LOGS_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT")
-        self.timeout = timeout if timeout is not None else float(env_timeout or DEFAULT_TIMEOUT)
+        try:
+            self.timeout = timeout if timeout is not None else float(env_timeout or DEFAULT_TIMEOUT)
+        except ValueError:
+            raise ValueError(f"OTEL_EXPORTER_OTLP_(LOGS_)TIMEOUT must be seconds, got {env_timeout!r}") from None
+        if not self.timeout > 0:  # requests raises ValueError on every send otherwise
+            raise ValueError(f"timeout must be > 0 seconds, got {self.timeout}")
         env_compression = _env("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "OTEL_EXPORTER_OTLP_COMPRESSION")
         self.compression = (compression or env_compression or "none").lower()
         if self.compression not in ("none", "gzip"):
@@ -114,8 +132,9 @@ class OTLPEventExporter(LogRecordExporter):
         self._session = self._new_session()
         self._lock = threading.Lock()
         self._closed = False
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=self._after_fork)
+        if hasattr(os, "register_at_fork"):  # weakly: a replaced exporter must be free to go
+            ref = weakref.WeakMethod(self._after_fork)
+            os.register_at_fork(after_in_child=lambda: (method := ref()) and method())
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()

@@ -35,6 +35,7 @@ logger = logging.getLogger("sqreen_otel")
 
 DROP_REASONS = ("queue_full", "expired", "rejected", "shutdown")
 _EMPTY_RESOURCE = Resource.get_empty()
+MAX_FIRST_SEEN_NAMES = 1024  # past this many names (dynamic names?), new ones wait for the heartbeat
 _Queued = tuple[float, ReadableLogRecord]  # (monotonic time it was queued, record)
 
 
@@ -110,7 +111,9 @@ class EventBatchProcessor(LogRecordProcessor):
 
     def _after_fork(self) -> None:
         # The parent still owns what it queued: a child starts empty, so nothing is sent twice.
+        closed = self._closed
         self._init_state()
+        self._closed = closed
 
     def _jittered_interval(self) -> float:
         return self.flush_interval * (1.0 + random.uniform(0.0, 0.1))
@@ -136,7 +139,11 @@ class EventBatchProcessor(LogRecordProcessor):
                 self._queue.popleft()
                 self._counters.dropped["queue_full"] += 1
             wake = len(self._queue) >= self.max_export_batch_size
-            if name not in self._seen_names and self.first_seen_delay is not None:
+            if (
+                name not in self._seen_names
+                and self.first_seen_delay is not None
+                and len(self._seen_names) < MAX_FIRST_SEEN_NAMES
+            ):
                 self._seen_names.add(name)
                 due = time.monotonic() + self.first_seen_delay
                 if self._first_seen_due is None or due < self._first_seen_due:
@@ -205,31 +212,36 @@ class EventBatchProcessor(LogRecordProcessor):
             with self._lock:
                 if self._closed:
                     return
-                self._wait_for_work()
+                work = self._wait_for_work()
                 if self._closed:
                     return
                 flushes, self._flush_requests = self._flush_requests, []
             try:
-                self._cycle(forced=bool(flushes))
+                if work or flushes:
+                    self._cycle(forced=bool(flushes))
+                self._report_drops()
             except Exception:  # a bug here must not kill the thread and strand the queue
                 logger.exception("sqreen_otel export cycle failed")
             for done in flushes:
                 done.set()
 
-    def _wait_for_work(self) -> None:
-        while not self._closed and not self._flush_requests:
-            now = time.monotonic()
-            due = self._next_flush
-            if self._first_seen_due is not None:
-                due = min(due, self._first_seen_due)
-            if len(self._queue) >= self.max_export_batch_size:
-                due = now
-            due = max(due, self._retry_at)
-            if self._queue and due <= now:
-                return
-            if not self._queue:
-                due = max(due, now + self.flush_interval)
-            self._wake.wait(timeout=max(due - now, 0.001))
+    def _wait_for_work(self) -> bool:
+        """Wait once (for the next due time or a notify); ``True`` when an export cycle is due."""
+        if self._closed or self._flush_requests:
+            return True
+        now = time.monotonic()
+        due = self._next_flush
+        if self._first_seen_due is not None:
+            due = min(due, self._first_seen_due)
+        if len(self._queue) >= self.max_export_batch_size:
+            due = now
+        due = max(due, self._retry_at)
+        if self._queue and due <= now:
+            return True
+        if not self._queue:
+            due = max(due, now + self.flush_interval)
+        self._wake.wait(timeout=max(due - now, 0.001))
+        return False
 
     def _cycle(self, forced: bool) -> None:
         self._expire()
@@ -243,6 +255,9 @@ class EventBatchProcessor(LogRecordProcessor):
             retry = self._deliver(batch)
             with self._lock:
                 self._inflight = 0
+                if retry and self._closed:  # shutdown() has given up on this in-flight batch
+                    self._counters.dropped["shutdown"] += len(retry)
+                    break
                 if retry:
                     self._requeue(retry)
                     break
@@ -251,7 +266,6 @@ class EventBatchProcessor(LogRecordProcessor):
         with self._lock:
             self._first_seen_due = None
             self._next_flush = time.monotonic() + self._jittered_interval()
-        self._report_drops()
 
     def _requeue(self, batch: list[_Queued]) -> None:
         """Put a failed batch back in front; the bound still holds, the oldest go first."""

@@ -86,7 +86,11 @@ def clean(value: Any, scrubber: Scrubber, max_len: int, _depth: int = 0, _path: 
 def _clean_text(text: str, scrubber: Scrubber, max_len: int) -> str:
     if len(text) <= max_len:
         return scrubber.redact(text)
-    return scrubber.redact(text[: max_len + _SCAN_MARGIN])[:max_len] + TRUNCATED
+    window = text[: max_len + _SCAN_MARGIN]
+    redacted = scrubber.redact(window)
+    if redacted != window and len(window) < len(text):  # masks moved text: a secret cut at the window end could move in
+        redacted = scrubber.redact(text)
+    return redacted[:max_len] + TRUNCATED
 
 
 def _base(value: Any) -> Any:
