@@ -16,12 +16,12 @@ Every function here is pure: values in, scrubbed attributes out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from .context import RequestContext, User
+from .context import RequestContext
 from .scrub import Scrubber
-from .values import clean, for_span
+from .values import TRUNCATED, clean, for_span
 
 PROPERTIES = "sqreen.properties."
 USER = "sqreen.user."
@@ -45,12 +45,14 @@ def scrubbed(prefix: str, values: Mapping[str, Any], scrubber: Scrubber, max_len
     return result
 
 
-def user_attributes(user: User | None, scrubber: Scrubber, max_len: int) -> dict[str, Any]:
-    if user is None:
-        return {}
-    attributes = {USER + key: scrubber.pseudonymize(value) for key, value in user.identifiers.items()}
-    if user.traits:
-        attributes.update(scrubbed(TRAITS, user.traits, scrubber, max_len))
+def identifier_attributes(identifiers: Mapping[str, str | int], scrubber: Scrubber, max_len: int) -> dict[str, Any]:
+    """``sqreen.user.<key>``: never scrubbed (blocking needs them), optionally pseudonymised, capped."""
+    attributes: dict[str, Any] = {}
+    for key, value in identifiers.items():
+        value = scrubber.pseudonymize(value)
+        if isinstance(value, str) and len(value) > max_len:
+            value = value[:max_len] + TRUNCATED
+        attributes[USER + key] = value
     return attributes
 
 
@@ -97,10 +99,3 @@ def span_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
     else:
         return attributes
     return {k: for_span(v) for k, v in attributes.items() if v is not None}
-
-
-def merge(*parts: Iterable[tuple[str, Any]] | Mapping[str, Any]) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for part in parts:
-        merged.update(part)
-    return merged

@@ -32,7 +32,9 @@ DEFAULT_VALUE_PATTERNS = (
     # Sqreen's card-number rule: 13 to 16 digits, optionally separated by spaces or dashes.
     r"\d(?:[ -]?\d){12,15}(?!\d)",
     # HTTP credentials: "Bearer abc...", "Basic dXNlcjpw..." (with the scheme word).
-    r"(?:[Bb][Ee][Aa][Rr][Ee][Rr]|[Bb][Aa][Ss][Ii][Cc]|[Tt][Oo][Kk][Ee][Nn])\s+[A-Za-z0-9\-._~+/]{8,}=*",
+    r"[Bb][Ee][Aa][Rr][Ee][Rr]\s+[A-Za-z0-9\-._~+/]{8,}=*",
+    # After "basic" or "token" the credential must hold a digit or a symbol ("basic information").
+    r"(?:[Bb][Aa][Ss][Ii][Cc]|[Tt][Oo][Kk][Ee][Nn])\s+(?=[A-Za-z]*[0-9\-._~+/=])[A-Za-z0-9\-._~+/]{8,}=*",
     # JSON Web Tokens.
     r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*",
     # Common API-key formats: AWS, GitHub, Stripe, Slack, Google, OpenAI-style "sk-".
@@ -46,7 +48,7 @@ DEFAULT_VALUE_PATTERNS = (
     # PEM private keys, to the end marker or the end of the text.
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)",
     # user:password in URLs (the scheme separator and "@" are put back).
-    r"://[^/\s:@]+:[^/\s@]+@",
+    r"://[^/\s:@]+:[^/\s]+@",
 )
 
 _CACHE_LIMIT = 8192  # entries in each verdict cache; cleared whole when full

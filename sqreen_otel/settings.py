@@ -6,6 +6,7 @@ for a bad value names the setting and the value wherever it came from.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -51,6 +52,12 @@ def _parse_optional_str_list(name: str, raw: Any) -> tuple[str, ...] | None:
 
 
 def _parse_patterns(name: str, raw: Any) -> tuple[str, ...]:
+    # Regular expressions often hold commas: the environment may give them as a JSON list.
+    if isinstance(raw, str) and raw.lstrip().startswith("["):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise ValueError(f"{name} is not a valid JSON list: {exc}") from None
     patterns = _parse_str_list(name, raw)
     for pattern in patterns:
         try:
@@ -162,6 +169,13 @@ class Settings:
     scrub_allow_keys: tuple[str, ...] = _spec((), _parse_str_list)
     scrub_mask: str = _spec("[REDACTED]", _parse_mask, _non_empty)
     pseudonymize_key: bytes | None = _spec(None, _parse_secret)
+    # Requests and blocking (the web integrations).
+    ip_header: str | None = _spec(None, _parse_optional_str)
+    trusted_proxies: tuple[str, ...] = _spec((), _parse_str_list)
+    max_body_size: int = _spec(16384, _INT, _positive)
+    actions_file: str | None = _spec(None, _parse_optional_str)
+    actions_url: str | None = _spec(None, _parse_optional_str)
+    actions_token: str | None = _spec(None, _parse_optional_str)
     disabled: bool = _spec(False, _parse_bool)
 
     def __post_init__(self) -> None:

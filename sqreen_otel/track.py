@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +17,7 @@ from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 
 from . import context, runtime
-from .event import PROPERTIES, request_attributes, scrubbed, span_attributes, user_attributes
+from .event import PROPERTIES, TRAITS, identifier_attributes, request_attributes, scrubbed, span_attributes
 from .values import UnconvertibleValue
 
 logger = logging.getLogger("sqreen_otel")
@@ -28,6 +29,7 @@ LOGIN_EVENT = "sq.sdk.users.login"
 SIGNUP_EVENT = "sq.sdk.users.signup"
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _failures = 0
+_failures_lock = threading.Lock()
 
 
 def track(event_name: str, options: Mapping[str, Any] | None = None) -> bool:
@@ -76,16 +78,23 @@ def failures() -> int:
     return _failures
 
 
-def _record(name: str, options: Mapping[str, Any] | None, *, internal: bool = False) -> bool:
+def _record(
+    name: str, options: Mapping[str, Any] | None, *, internal: bool = False, extra: Mapping[str, Any] | None = None
+) -> bool:
     rt = runtime.current
+    properties, user, timestamp, collect_body, request = _parse_options(name, options, internal)
     if rt.disabled:
         return True
-    properties, user, timestamp, collect_body, request = _parse_options(name, options, internal)
     try:
         scrubber, max_len = rt.scrubber, rt.settings.max_value_length
         attributes = _properties(name, properties, scrubber, max_len)
-        attributes.update(user_attributes(user, scrubber, max_len))
+        if user is not None:
+            attributes.update(identifier_attributes(user.identifiers, scrubber, max_len))
+            # Traits like properties: one that cannot be converted is dropped, not the event.
+            attributes.update(_properties(name, user.traits, scrubber, max_len, TRAITS))
         attributes.update(request_attributes(request, collect_body, scrubber, max_len))
+        if extra:
+            attributes.update(extra)
         now = time.time_ns()
         rt.logger.emit(
             event_name=name,
@@ -100,7 +109,8 @@ def _record(name: str, options: Mapping[str, Any] | None, *, internal: bool = Fa
             span.add_event(name, span_attributes(attributes), now)
     except Exception:  # runtime trouble must never reach the application
         global _failures
-        _failures += 1
+        with _failures_lock:
+            _failures += 1
         logger.exception("sqreen_otel could not record event %r", name)
         return False
     return True
@@ -117,7 +127,7 @@ def _parse_options(
         for key in set(options) - TRACK_OPTIONS:
             logger.warning("unknown track() option %r ignored (known: %s)", key, ", ".join(sorted(TRACK_OPTIONS)))
 
-    properties = options.get("properties") or {}
+    properties = {} if options.get("properties") is None else options["properties"]
     _check_properties("properties", properties)
     if len(properties) > MAX_PROPERTIES:
         logger.warning(
@@ -130,9 +140,10 @@ def _parse_options(
     ids = options.get("user_identifiers")
     if ids is not None:
         identifiers = _check_identifiers("user_identifiers", ids)
-        if not internal and user is not None and user.identifiers != identifiers:
-            logger.warning("track(%r): user_identifiers differ from the identified user; used for this event", name)
-        user = context.User(identifiers) if identifiers else None
+        if user is None or user.identifiers != identifiers:
+            if not internal and user is not None:
+                logger.warning("track(%r): user_identifiers differ from the identified user; used for this event", name)
+            user = context.User(identifiers) if identifiers else None
 
     timestamp = options.get("timestamp")
     if timestamp is not None:
@@ -143,16 +154,18 @@ def _parse_options(
     return properties, user, timestamp, bool(options.get("collect_body")), request
 
 
-def _properties(name: str, properties: Mapping[str, Any], scrubber: Any, max_len: int) -> dict[str, Any]:
+def _properties(
+    name: str, properties: Mapping[str, Any], scrubber: Any, max_len: int, prefix: str = PROPERTIES
+) -> dict[str, Any]:
     try:
-        return scrubbed(PROPERTIES, properties, scrubber, max_len)
+        return scrubbed(prefix, properties, scrubber, max_len)
     except UnconvertibleValue:
         pass
     # Rare: one value cannot even be turned into text. Drop just that one, with a warning.
     attributes: dict[str, Any] = {}
     for key, value in properties.items():
         try:
-            attributes.update(scrubbed(PROPERTIES, {key: value}, scrubber, max_len))
+            attributes.update(scrubbed(prefix, {key: value}, scrubber, max_len))
         except UnconvertibleValue as exc:
             logger.warning("event %r: property %r dropped: %s", name, key, exc)
     return attributes
@@ -184,4 +197,7 @@ def _to_ns(timestamp: Any) -> int:
         raise TypeError(f"timestamp must be a datetime, not {type(timestamp).__name__}")
     if timestamp.tzinfo is None:  # naive: taken as UTC, as Sqreen did
         timestamp = timestamp.replace(tzinfo=_dt.timezone.utc)
-    return (timestamp - _EPOCH) // _dt.timedelta(microseconds=1) * 1000
+    ns = (timestamp - _EPOCH) // _dt.timedelta(microseconds=1) * 1000
+    if not 0 <= ns < 2**64:  # OTLP carries unsigned 64-bit nanoseconds; one such record would fail its batch
+        raise ValueError(f"timestamp must be between 1970 and 2554, got {timestamp.isoformat()}")
+    return ns

@@ -25,6 +25,7 @@ import enum
 import itertools
 import json
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,6 +38,8 @@ CYCLE = "[cycle]"
 TOO_DEEP = "[max depth]"
 # Characters scanned past the cut, so that a secret straddling it is still recognised whole.
 _SCAN_MARGIN = 1024
+_MAX_WORD = 65536  # longest run of non-space characters scanned past the cut
+_WORD = re.compile(r"\S+")
 _INT64 = (-(2**63), 2**63 - 1)
 _SPAN_SCALARS = (str, bool, int, float)
 
@@ -86,10 +89,15 @@ def clean(value: Any, scrubber: Scrubber, max_len: int, _depth: int = 0, _path: 
 def _clean_text(text: str, scrubber: Scrubber, max_len: int) -> str:
     if len(text) <= max_len:
         return scrubber.redact(text)
-    window = text[: max_len + _SCAN_MARGIN]
+    # Scan past the cut to the end of the word there, so that a token cut in two is seen whole.
+    end = max_len + _SCAN_MARGIN
+    word = _WORD.match(text, end, end + _MAX_WORD)
+    window = text[: word.end() if word else end]
     redacted = scrubber.redact(window)
-    if redacted != window and len(window) < len(text):  # masks moved text: a secret cut at the window end could move in
-        redacted = scrubber.redact(text)
+    if redacted != window and len(window) < len(text):
+        # Masks shortened the text, so text from past the window (where a secret may have been cut)
+        # could move into the kept part: scan a window wide enough for any shrinkage of the kept part.
+        redacted = scrubber.redact(text[: 4 * max_len + _SCAN_MARGIN])
     return redacted[:max_len] + TRUNCATED
 
 
