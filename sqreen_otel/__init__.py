@@ -11,12 +11,23 @@ __version__ = "0.1.0"
 
 import logging as _logging
 
+from .blocking import UserBlocked, block_list
 from .context import RequestContext, register_request_adapter
 from .exporter import OTLPEventExporter
 from .pipeline import Pipeline, configure, flush, shutdown, stats
 from .processor import EventBatchProcessor
+from .request import install_adapters as _install_adapters
 from .scrub import Scrubber
 from .track import auth_track, identify, signup_track, track
+
+block_user = block_list.block_user
+unblock_user = block_list.unblock_user
+block_ip = block_list.block_ip
+unblock_ip = block_list.unblock_ip
+
+# track(..., {"request": r}) understands Flask, Django and Starlette requests, WSGI environs and
+# ASGI scopes (the frameworks themselves are imported only when such a request is seen).
+_install_adapters()
 
 # A library adds no output of its own: applications decide where "sqreen_otel" logs go.
 _logging.getLogger("sqreen_otel").addHandler(_logging.NullHandler())
@@ -27,8 +38,11 @@ __all__ = [
     "Pipeline",
     "RequestContext",
     "Scrubber",
+    "UserBlocked",
     "__version__",
     "auth_track",
+    "block_ip",
+    "block_user",
     "configure",
     "flush",
     "identify",
@@ -37,4 +51,6 @@ __all__ = [
     "signup_track",
     "stats",
     "track",
+    "unblock_ip",
+    "unblock_user",
 ]

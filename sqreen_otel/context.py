@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast
 
 UserIdentifiers = Mapping[str, "str | int"]
 
@@ -22,7 +22,6 @@ class User:
     traits: dict[str, Any] = field(default_factory=dict)
 
 
-@runtime_checkable
 class RequestContext(Protocol):
     """What an event needs from the HTTP request it happened in.
 
@@ -83,12 +82,14 @@ def register_request_adapter(adapter: Callable[[Any], RequestContext | None]) ->
 
 
 def to_request_context(obj: Any) -> RequestContext:
-    if isinstance(obj, RequestContext):
-        return obj
+    # Adapters first, and the protocol checked on the type: ``isinstance`` against a runtime
+    # protocol reads the attributes, and Django's ``request.body`` property would consume the body.
     for adapter in reversed(_adapters):
         request = adapter(obj)
         if request is not None:
             return request
+    if all(callable(getattr(type(obj), name, None)) for name in ("attributes", "body")):
+        return cast(RequestContext, obj)
     raise TypeError(
         f"request option: unsupported request type {type(obj).__name__}; expected a RequestContext or a "
         "request of an installed integration (Flask, Django, Starlette, WSGI environ, ASGI scope)"

@@ -8,8 +8,10 @@ the previous pipeline instead of adding a second processor.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +19,8 @@ from opentelemetry import _logs
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 
-from . import runtime, track
+from . import blocking, runtime, spans, track
+from .blocking import ActionsPoller
 from .exporter import OTLPEventExporter
 from .processor import DROP_REASONS, EventBatchProcessor
 from .scrub import Scrubber
@@ -28,7 +31,8 @@ _lock = threading.Lock()
 
 
 class _Slot(LogRecordProcessor):
-    """The one processor we add to a provider; ``configure()`` swaps what it forwards to.
+    """The one processor we add to a provider; ``configure()`` swaps what it forwards to, and it
+    forwards only the records of our own logger.
 
     OTel providers cannot remove a processor, so re-configuring changes the target instead.
     """
@@ -37,8 +41,10 @@ class _Slot(LogRecordProcessor):
         self.target: EventBatchProcessor | None = None
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        # Only our events: the application's own logs on the same provider are not security events.
         target = self.target
-        if target is not None:
+        scope = log_record.instrumentation_scope
+        if target is not None and scope is not None and scope.name == runtime.LOGGER_NAME:
             target.on_emit(log_record)
 
     def shutdown(self) -> None:
@@ -58,11 +64,14 @@ class Pipeline:
     settings: Settings
     provider: LoggerProvider | None
     processor: EventBatchProcessor | None
+    poller: ActionsPoller | None = None
 
     def flush(self, timeout: float | None = None) -> bool:
         return True if self.processor is None else self.processor.flush(timeout)
 
     def shutdown(self, timeout: float | None = None) -> None:
+        if self.poller is not None:
+            self.poller.stop()
         if self.processor is not None:
             self.processor.shutdown(timeout)
 
@@ -73,49 +82,64 @@ class Pipeline:
 
 
 _current: Pipeline | None = None
-_slots: dict[int, _Slot] = {}
+_slots: weakref.WeakKeyDictionary[LoggerProvider, _Slot] = weakref.WeakKeyDictionary()
 
 
 def configure(**settings: Any) -> Pipeline:
     """Install the event pipeline. Settings: keyword, else ``SQREEN_OTEL_<NAME>``, else default."""
     global _current
     resolved = Settings.load(**settings)
-    scrubber = Scrubber.from_settings(resolved)
+    rt = runtime.Runtime.build(resolved)  # validates what Settings cannot (networks, actions file)
     with _lock:
         previous = _current
         if resolved.disabled:
-            runtime.install(runtime.Runtime(settings=resolved, scrubber=scrubber, configured=True))
+            runtime.install(rt)
             _current = Pipeline(resolved, None, None)
         else:
             provider = _sdk_provider()
-            processor = EventBatchProcessor(
-                OTLPEventExporter(
-                    resolved.endpoint, headers=resolved.headers, timeout=resolved.timeout,
-                    compression=resolved.compression,
-                ),
-                flush_interval=resolved.flush_interval,
-                max_queue_size=resolved.max_queue_size,
-                max_export_batch_size=resolved.max_export_batch_size,
-                max_event_age=resolved.max_event_age,
-                first_seen_delay=resolved.first_seen_delay,
-                shutdown_timeout=resolved.shutdown_timeout,
-                scrubber=scrubber,
-                max_value_length=resolved.max_value_length,
-                prescrubbed_scopes=frozenset({runtime.LOGGER_NAME}),
-            )  # fmt: skip
-            slot = _slots.get(id(provider))
+            processor = _processor(resolved, rt.scrubber)
+            slot = _slots.get(provider)
             if slot is None:
-                slot = _slots[id(provider)] = _Slot()
+                slot = _slots[provider] = _Slot()
                 provider.add_log_record_processor(slot)
             slot.target = processor
             from . import __version__
 
-            rt_logger = provider.get_logger(runtime.LOGGER_NAME, __version__)
-            runtime.install(runtime.Runtime(resolved, scrubber, rt_logger, configured=True))
-            _current = Pipeline(resolved, provider, processor)
-    if previous is not None and previous.processor is not None:
+            runtime.install(dataclasses.replace(rt, logger=provider.get_logger(runtime.LOGGER_NAME, __version__)))
+            spans.ensure_registered()
+            _current = Pipeline(resolved, provider, processor, _poller(resolved))
+    if previous is not None:
         previous.shutdown(resolved.shutdown_timeout)  # deliver what the old pipeline held
     return _current
+
+
+def _processor(settings: Settings, scrubber: Scrubber) -> EventBatchProcessor:
+    exporter = OTLPEventExporter(
+        settings.endpoint, headers=settings.headers, timeout=settings.timeout, compression=settings.compression
+    )
+    return EventBatchProcessor(
+        exporter,
+        flush_interval=settings.flush_interval,
+        max_queue_size=settings.max_queue_size,
+        max_export_batch_size=settings.max_export_batch_size,
+        max_event_age=settings.max_event_age,
+        first_seen_delay=settings.first_seen_delay,
+        shutdown_timeout=settings.shutdown_timeout,
+        scrubber=scrubber,
+        max_value_length=settings.max_value_length,
+        prescrubbed_scopes=frozenset({runtime.LOGGER_NAME}),
+    )
+
+
+def _poller(settings: Settings) -> ActionsPoller | None:
+    """Poll the shared block list at each heartbeat, so every process of the app applies it."""
+    if not settings.actions_url:
+        return None
+    poller = ActionsPoller(
+        settings.actions_url, blocking.block_list, token=settings.actions_token, interval=settings.flush_interval
+    )
+    poller.start()
+    return poller
 
 
 def _sdk_provider() -> LoggerProvider:

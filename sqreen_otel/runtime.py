@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from opentelemetry import _logs
 
+from .clientip import IPNetwork, parse_networks
 from .scrub import Scrubber
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .blocking import ActionsFile
 
 LOGGER_NAME = "sqreen_otel"
 
@@ -23,10 +28,34 @@ class Runtime:
     scrubber: Scrubber = field(default_factory=Scrubber)
     logger: _logs.Logger = field(default_factory=lambda: _logs.get_logger(LOGGER_NAME))
     configured: bool = False
+    trusted_proxies: tuple[IPNetwork, ...] | None = None  # None: believe forwarding headers (default rule)
+    actions_file: ActionsFile | None = None
 
     @property
     def disabled(self) -> bool:
         return self.settings.disabled
+
+    def refresh_actions(self) -> None:
+        """Pick up a changed actions file; at most one ``stat`` a second, from any request path."""
+        if self.actions_file is not None:
+            self.actions_file.maybe_refresh()
+
+    @classmethod
+    def build(cls, settings: Settings, logger: _logs.Logger | None = None, *, configured: bool = True) -> Runtime:
+        from . import blocking
+
+        actions_file = None
+        if settings.actions_file:
+            actions_file = blocking.ActionsFile(settings.actions_file, blocking.block_list)
+            actions_file.refresh()
+        return cls(
+            settings=settings,
+            scrubber=Scrubber.from_settings(settings),
+            logger=logger if logger is not None else _logs.get_logger(LOGGER_NAME),
+            configured=configured,
+            trusted_proxies=parse_networks(settings.trusted_proxies) if settings.trusted_proxies else None,
+            actions_file=actions_file,
+        )
 
 
 def _from_environment() -> Runtime:
@@ -35,7 +64,11 @@ def _from_environment() -> Runtime:
     except (TypeError, ValueError) as exc:
         logging.getLogger(LOGGER_NAME).error("ignoring bad SQREEN_OTEL_* settings: %s", exc)
         settings = Settings()
-    return Runtime(settings=settings, scrubber=Scrubber.from_settings(settings))
+    try:
+        return Runtime.build(settings, configured=False)
+    except (TypeError, ValueError) as exc:
+        logging.getLogger(LOGGER_NAME).error("ignoring bad SQREEN_OTEL_* settings: %s", exc)
+        return Runtime()
 
 
 current = _from_environment()

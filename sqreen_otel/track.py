@@ -16,7 +16,8 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 
-from . import context, runtime
+from . import blocking, context, runtime, spans
+from .blocking import BlockEntry, UserBlocked
 from .event import PROPERTIES, TRAITS, identifier_attributes, request_attributes, scrubbed, span_attributes
 from .values import UnconvertibleValue
 
@@ -27,6 +28,9 @@ MAX_PROPERTIES = 16
 TRACK_OPTIONS = frozenset({"properties", "user_identifiers", "timestamp", "collect_body", "request"})
 LOGIN_EVENT = "sq.sdk.users.login"
 SIGNUP_EVENT = "sq.sdk.users.signup"
+BLOCK_USER_EVENT = "sq.action.block_user"
+BLOCK_IP_EVENT = "sq.action.block_ip"
+ACTION_ID = "sqreen.action.id"
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _failures = 0
 _failures_lock = threading.Lock()
@@ -54,6 +58,39 @@ def identify(user_identifiers: Mapping[str, str | int], traits: Mapping[str, Any
     if traits is not None:
         _check_properties("traits", traits)
     context.set_user(context.User(identifiers, dict(traits or {})))
+    rt = runtime.current
+    if rt.disabled:
+        return
+    try:
+        spans.annotate_user(identifier_attributes(identifiers, rt.scrubber, rt.settings.max_value_length))
+    except Exception:  # the span is a nicety; never fail identify() over it
+        logger.exception("sqreen_otel could not annotate the request span")
+    entry = _blocked_user(identifiers)
+    if entry is not None:
+        _record(BLOCK_USER_EVENT, {"user_identifiers": identifiers}, internal=True, extra={ACTION_ID: entry.action_id})
+        raise UserBlocked(identifiers, entry.action_id)
+
+
+def refuse_ip(request: context.RequestContext) -> BlockEntry | None:
+    """The block entry refusing this request's client address, recorded as ``sq.action.block_ip``."""
+    rt = runtime.current
+    if rt.disabled:
+        return None
+    rt.refresh_actions()
+    address = request.attributes().get("client.address")
+    entry = blocking.block_list.match_ip(address if isinstance(address, str) else None)
+    if entry is not None:
+        _record(BLOCK_IP_EVENT, {"request": request}, internal=True, extra={ACTION_ID: entry.action_id})
+    return entry
+
+
+def _blocked_user(identifiers: Mapping[str, str | int]) -> BlockEntry | None:
+    rt = runtime.current
+    rt.refresh_actions()
+    hashed = None
+    if rt.settings.pseudonymize_key is not None:
+        hashed = {key: str(rt.scrubber.pseudonymize(value)) for key, value in identifiers.items()}
+    return blocking.block_list.match_user(identifiers, alternatives=hashed)
 
 
 def auth_track(success: bool, **user_identifiers: str | int) -> None:
@@ -150,8 +187,17 @@ def _parse_options(
         timestamp = _to_ns(timestamp)
 
     request = options.get("request")
-    request = context.to_request_context(request) if request is not None else context.current_request()
+    request = context.to_request_context(request) if request is not None else _current_request()
     return properties, user, timestamp, bool(options.get("collect_body")), request
+
+
+def _current_request() -> context.RequestContext | None:
+    """The request set by an integration or a hook (while its span lives), else the server span's."""
+    request = context.current_request()
+    if request is not None and getattr(request, "active", True):
+        return request
+    rt = runtime.current
+    return spans.request_from_span(trusted_proxies=rt.trusted_proxies, ip_header=rt.settings.ip_header)
 
 
 def _properties(

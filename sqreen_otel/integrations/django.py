@@ -1,0 +1,47 @@
+"""Django: add ``"sqreen_otel.integrations.django.SqreenMiddleware"`` to ``MIDDLEWARE``.
+
+Put it after OpenTelemetry's middleware (if any) and before the views' middleware that may call
+``identify()`` (e.g. after ``AuthenticationMiddleware`` when you identify from ``request.user``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from ..blocking import UserBlocked
+from ..context import request_scope
+from ..request import from_django
+from ..track import refuse_ip
+from . import request_options
+from ._forbidden import STATUS, forbidden
+
+
+def _forbidden(request: HttpRequest, reason: str, action_id: str) -> HttpResponse:
+    content_type, body = forbidden(request.headers.get("Accept"), reason, action_id)
+    return HttpResponse(body, status=STATUS, content_type=content_type)
+
+
+class SqreenMiddleware:
+    """Makes each request current for ``track()``; refuses blocked IPs and users with a 403."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        sqreen_request = from_django(request, **request_options())
+        with request_scope(sqreen_request):
+            entry = refuse_ip(sqreen_request)
+            if entry is not None:
+                return _forbidden(request, "Your IP address is blocked", entry.action_id)
+            return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> Any:
+        if isinstance(exception, UserBlocked):
+            return _forbidden(request, "This account is blocked", exception.action_id)
+        return None

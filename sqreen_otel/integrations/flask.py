@@ -1,0 +1,37 @@
+"""Flask: ``Sqreen(app)`` or ``sqreen = Sqreen(); sqreen.init_app(app)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..blocking import UserBlocked
+from ._forbidden import STATUS, forbidden
+from .wsgi import SqreenWSGIMiddleware
+
+EXTENSION = "sqreen_otel"
+
+
+class Sqreen:
+    """Flask extension: the WSGI middleware around ``app.wsgi_app`` plus a 403 for ``UserBlocked``.
+
+    Flask turns exceptions from views into 500s before a WSGI middleware sees them, hence the
+    error handler.
+    """
+
+    def __init__(self, app: Any = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Any) -> None:
+        if EXTENSION in app.extensions:
+            return
+        app.wsgi_app = SqreenWSGIMiddleware(app.wsgi_app)
+        app.register_error_handler(UserBlocked, _user_blocked)
+        app.extensions[EXTENSION] = self
+
+
+def _user_blocked(exc: UserBlocked) -> Any:
+    from flask import request
+
+    content_type, body = forbidden(request.headers.get("Accept"), "This account is blocked", exc.action_id)
+    return body, STATUS, {"Content-Type": content_type}
