@@ -186,6 +186,10 @@ class BlockList:
 
     # -- checks, on every request -----------------------------------------------------------------
 
+    def blocks_ips(self) -> bool:
+        """Cheap test for the request path: no IP entry means no need to resolve the client address."""
+        return bool(self._index.ips)
+
     def match_user(
         self, identifiers: Mapping[str, str | int], alternatives: Mapping[str, str] | None = None
     ) -> BlockEntry | None:

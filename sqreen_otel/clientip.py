@@ -21,6 +21,7 @@ Results are normalised addresses (``::ffff:1.2.3.4`` becomes ``1.2.3.4``, ports 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -90,6 +91,7 @@ def resolve_client_ip(
     return _text(peer_address if peer_address is not None else first_private)
 
 
+@functools.lru_cache(maxsize=4096)  # peers and proxies repeat on every request; ipaddress parsing is slow
 def parse_address(text: str) -> IPAddress | None:
     """An address from ``1.2.3.4``, ``1.2.3.4:80``, ``::1``, ``[::1]`` or ``[::1]:80``; ``None`` if not one."""
     text = text.strip()

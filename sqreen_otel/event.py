@@ -16,6 +16,7 @@ Every function here is pure: values in, scrubbed attributes out.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,6 +70,7 @@ def request_attributes(
     return attributes
 
 
+@functools.lru_cache(maxsize=4096)
 def sensitive_attribute(key: str, scrubber: Scrubber) -> bool:
     """Judge an attribute by the name the user gave (after our prefix) and by its last segment."""
     for prefix in _PREFIXES:

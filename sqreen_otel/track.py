@@ -77,6 +77,8 @@ def refuse_ip(request: context.RequestContext) -> BlockEntry | None:
     if rt.disabled:
         return None
     rt.refresh_actions()
+    if not blocking.block_list.blocks_ips():
+        return None
     address = request.attributes().get("client.address")
     entry = blocking.block_list.match_ip(address if isinstance(address, str) else None)
     if entry is not None:
