@@ -20,7 +20,7 @@ from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWrit
 from opentelemetry.sdk.resources import Resource
 
 from . import blocking, runtime, spans, track
-from .blocking import ActionsPoller
+from .actions import ActionsPoller
 from .exporter import OTLPEventExporter
 from .processor import DROP_REASONS, EventBatchProcessor
 from .scrub import Scrubber

@@ -17,7 +17,7 @@ from .scrub import Scrubber
 from .settings import Settings
 
 if TYPE_CHECKING:
-    from .blocking import ActionsFile
+    from .actions import ActionsFile
 
 LOGGER_NAME = "sqreen_otel"
 
@@ -42,11 +42,11 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, logger: _logs.Logger | None = None, *, configured: bool = True) -> Runtime:
-        from . import blocking
+        from . import actions, blocking
 
         actions_file = None
         if settings.actions_file:
-            actions_file = blocking.ActionsFile(settings.actions_file, blocking.block_list)
+            actions_file = actions.ActionsFile(settings.actions_file, blocking.block_list)
             actions_file.refresh()
         return cls(
             settings=settings,

@@ -30,7 +30,8 @@ KEY_FRAGMENTS = (
 # character class (no leading look-behind or \b), which keeps the combined regex fast to scan.
 DEFAULT_VALUE_PATTERNS = (
     # Sqreen's card-number rule: 13 to 16 digits, optionally separated by spaces or dashes.
-    r"\d(?:[ -]?\d){12,15}(?!\d)",
+    # Not inside a longer run of digits, so that masking is stable when applied twice.
+    r"(?<!\d)\d(?:[ -]?\d){12,15}(?!\d)",
     # HTTP credentials: "Bearer abc...", "Basic dXNlcjpw..." (with the scheme word).
     r"[Bb][Ee][Aa][Rr][Ee][Rr]\s+[A-Za-z0-9\-._~+/]{8,}=*",
     # After "basic" or "token" the credential must hold a digit or a symbol ("basic information").

@@ -19,16 +19,8 @@ import pytest
 import requests
 
 from sqreen_otel import blocking
-from sqreen_otel.blocking import (
-    MAX_ACTIONS,
-    MAX_DOCUMENT_BYTES,
-    ActionsFile,
-    ActionsPoller,
-    BlockEntry,
-    BlockList,
-    UserBlocked,
-    parse_actions,
-)
+from sqreen_otel.actions import MAX_ACTIONS, MAX_DOCUMENT_BYTES, ActionsFile, ActionsPoller, parse_actions
+from sqreen_otel.blocking import BlockEntry, BlockList, UserBlocked
 
 
 class Clock:
