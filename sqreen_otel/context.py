@@ -20,6 +20,13 @@ UserIdentifiers = Mapping[str, "str | int"]
 class User:
     identifiers: dict[str, str | int]
     traits: dict[str, Any] = field(default_factory=dict)
+    # The request span it was identified under: without an integration resetting the context, a
+    # worker thread would otherwise lend this user to its next requests.
+    span: Any = None
+
+    @property
+    def current(self) -> bool:
+        return self.span is None or self.span.is_recording()
 
 
 class RequestContext(Protocol):

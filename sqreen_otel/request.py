@@ -463,6 +463,8 @@ def from_django(
         source = _fixed(request._body)
     elif isinstance(meta.get("wsgi.input"), _ReplayInput):  # Django's own stream wraps ours
         source = meta["wsgi.input"].snapshot
+    else:  # a middleware runs before the view reads the body: look again when an event asks
+        source = _django_read_later(request)
     headers = getattr(request, "headers", None)
     return HTTPRequest(
         method=str(request.method or ""),
@@ -475,6 +477,18 @@ def from_django(
         trusted_proxies=trusted_proxies,
         max_body_size=max_body_size,
     )
+
+
+def _django_read_later(request: Any) -> BodySource:
+    """Django's body once the app has read it (``request.body``, ``request.POST``); nothing until then."""
+
+    def source(limit: int) -> tuple[bytes, bool, bool]:
+        data = getattr(request, "__dict__", {}).get("_body")
+        if isinstance(data, bytes):
+            return data[:limit], len(data) > limit, True
+        return b"", False, False  # not final: asked again later
+
+    return source
 
 
 # --- ASGI ---------------------------------------------------------------------------------------

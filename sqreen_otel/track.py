@@ -57,7 +57,7 @@ def identify(user_identifiers: Mapping[str, str | int], traits: Mapping[str, Any
     identifiers = _check_identifiers("user_identifiers", user_identifiers)
     if traits is not None:
         _check_properties("traits", traits)
-    context.set_user(context.User(identifiers, dict(traits or {})))
+    context.set_user(context.User(identifiers, dict(traits or {}), spans.server_span()))
     rt = runtime.current
     if rt.disabled:
         return
@@ -176,6 +176,8 @@ def _parse_options(
         properties = dict(sorted(properties.items())[:MAX_PROPERTIES])
 
     user = context.current_user()
+    if user is not None and not user.current:
+        user = None
     ids = options.get("user_identifiers")
     if ids is not None:
         identifiers = _check_identifiers("user_identifiers", ids)

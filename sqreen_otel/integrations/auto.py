@@ -44,7 +44,11 @@ class SqreenConfigurator(_OTelSDKConfigurator):
         if logs is not None:
             others = [n.strip() for n in logs.split(",") if n.strip() and n.strip() != NAME]
             os.environ["OTEL_LOGS_EXPORTER"] = ",".join(others) or "none"
-        super()._configure(**kwargs)
+        try:
+            super()._configure(**kwargs)
+        finally:  # the distro (it runs next) and child processes must still see that we were named
+            if logs is not None:
+                os.environ["OTEL_LOGS_EXPORTER"] = logs
         from .. import configure
 
         configure()

@@ -1,7 +1,8 @@
 """Django: add ``"sqreen_otel.integrations.django.SqreenMiddleware"`` to ``MIDDLEWARE``.
 
-Put it after OpenTelemetry's middleware (if any) and before the views' middleware that may call
-``identify()`` (e.g. after ``AuthenticationMiddleware`` when you identify from ``request.user``).
+Put it after OpenTelemetry's middleware (if any). Call ``identify()`` from views (or view decorators):
+Django turns an exception raised in a middleware into a 500 before this one sees it, so only a
+``UserBlocked`` raised by a view becomes a 403.
 """
 
 from __future__ import annotations

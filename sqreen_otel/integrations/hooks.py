@@ -16,7 +16,7 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
-from ..context import RequestContext, set_request
+from ..context import RequestContext, set_request, set_user
 from ..request import from_asgi, from_django, from_wsgi
 from . import request_options
 
@@ -45,15 +45,18 @@ class SpanBoundRequest:
 
 def wsgi_request_hook(span: Span, environ: dict[str, Any]) -> None:
     """For ``FlaskInstrumentor`` and ``OpenTelemetryMiddleware`` (WSGI): ``request_hook``."""
+    set_user(None)  # a new request: not the user the previous request of this worker thread identified
     set_request(SpanBoundRequest(from_wsgi(environ, **request_options()), span))
 
 
 def asgi_server_request_hook(span: Span, scope: dict[str, Any]) -> None:
     """For the FastAPI, Starlette and ASGI instrumentors: ``server_request_hook``."""
     if scope.get("type") == "http":
+        set_user(None)
         set_request(SpanBoundRequest(from_asgi(scope, None, **request_options()), span))
 
 
 def django_request_hook(span: Span, request: Any) -> None:
     """For ``DjangoInstrumentor``: ``request_hook``."""
+    set_user(None)
     set_request(SpanBoundRequest(from_django(request, **request_options()), span))
