@@ -65,6 +65,9 @@ def request_attributes(
     attributes = scrub_attributes(request.attributes(), scrubber, max_len)
     if collect_body:
         body = request.body()
+        if isinstance(body, str):  # kept as text (cut, or not valid JSON): its keys were never judged
+            cut = body.endswith(TRUNCATED)
+            body = scrubber.redact_pairs(body[: -len(TRUNCATED)] if cut else body) + (TRUNCATED if cut else "")
         if body is not None:
             attributes[BODY] = clean(body, scrubber, max_len)
     return attributes

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import urllib.parse
 from collections.abc import Iterable
 
 from .settings import Settings
@@ -52,6 +53,8 @@ DEFAULT_VALUE_PATTERNS = (
     r"://[^/\s:@]+:[^/\s]+@",
 )
 
+_JSON_PAIR = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:\s*("(?:[^"\\]|\\.)*"?|[^\s,}\]\[{]*)')
+_FORM_PAIR = re.compile(r"(?:^|(?<=&))([^&=]*)=([^&]*)")
 _CACHE_LIMIT = 8192  # entries in each verdict cache; cleared whole when full
 _CACHED_TEXT = 256  # longer strings are rarely repeated: not cached
 
@@ -132,6 +135,23 @@ class Scrubber:
                 self._text_cache.clear()
             self._text_cache[text] = result
         return result
+
+    def redact_pairs(self, text: str) -> str:
+        """Mask the values of sensitive keys in unparsed JSON (``"key": value``) or form (``key=value``) text.
+
+        For bodies kept as text (cut at the size cap, or invalid JSON); a nested JSON value under a
+        sensitive key is masked to the end of the text, since its end cannot be found reliably.
+        """
+        is_json = text.lstrip()[:1] in ("{", "[")
+        parts, position = [], 0
+        for match in (_JSON_PAIR if is_json else _FORM_PAIR).finditer(text):
+            key = match.group(1) if is_json else urllib.parse.unquote_plus(match.group(1))
+            if match.start(2) < position or not self.sensitive_key(key):
+                continue
+            nested = is_json and text[match.start(2) : match.start(2) + 1] in ("{", "[")
+            parts += [text[position : match.start(2)], self.mask]
+            position = len(text) if nested else match.end(2)
+        return "".join(parts) + text[position:]
 
     def _mask_match(self, match: re.Match[str]) -> str:
         found = match.group()
