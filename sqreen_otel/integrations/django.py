@@ -25,6 +25,20 @@ def _forbidden(request: HttpRequest, reason: str, action_id: str) -> HttpRespons
     return HttpResponse(body, status=STATUS, content_type=content_type)
 
 
+def _cache_small_body(request: HttpRequest, limit: int) -> None:
+    """Read a small body now, while the stream is untouched: Django caches it and the view reads the copy.
+
+    Events can then carry form parameters and ``collect_body`` even before the view reads the body.
+    """
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if not length.isdigit() or not 0 < int(length) <= limit or request.content_type.startswith("multipart/"):
+        return
+    try:
+        request.body  # noqa: B018 - read for its caching side effect
+    except Exception:  # RequestDataTooBig, a client that hung up...: the view will meet it, not us
+        return
+
+
 class SqreenMiddleware:
     """Makes each request current for ``track()``; refuses blocked IPs and users with a 403."""
 
@@ -35,7 +49,9 @@ class SqreenMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        sqreen_request = from_django(request, **request_options())
+        options = request_options()
+        _cache_small_body(request, options["max_body_size"])
+        sqreen_request = from_django(request, **options)
         with request_scope(sqreen_request):
             entry = refuse_ip(sqreen_request)
             if entry is not None:
