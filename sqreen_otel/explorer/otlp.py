@@ -1,0 +1,201 @@
+"""OTLP/HTTP logs request bodies (protobuf or JSON, maybe compressed) into event dicts.
+
+Each failure is its own exception with the HTTP status the server answers, so the server maps them
+without knowing why they happen: ``DecodeError`` (400), ``TooLarge`` (413), ``UnsupportedContentType`` (415).
+Messages are short, safe to echo to the client, and never quote more than a few characters of the input.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import zlib
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError as _ProtobufDecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from ..receiver import decode_events
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+MAX_GZIP_MEMBERS = 64
+
+_HEX = re.compile(r"[0-9a-fA-F]*")
+_FIELD = re.compile(r"Failed to parse (\w+) field: ")
+_ID_BYTES = {"traceId": 16, "trace_id": 16, "spanId": 8, "span_id": 8}
+
+
+class OTLPError(Exception):
+    """Base of the errors the server turns into an HTTP answer with ``status`` and ``str(error)``."""
+
+    status = 400
+
+
+class DecodeError(OTLPError, ValueError):
+    """The body is not a valid ExportLogsServiceRequest in its declared encoding (400)."""
+
+    status = 400
+
+
+class TooLarge(OTLPError):
+    """The body, once decompressed, would exceed the cap (413)."""
+
+    status = 413
+
+
+class UnsupportedContentType(OTLPError):
+    """A Content-Type or Content-Encoding we do not read (415)."""
+
+    status = 415
+
+
+def media_type(content_type: str | None) -> str:
+    """``application/json; charset=utf-8`` -> ``application/json``."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def decode(body: bytes, content_type: str) -> list[dict[str, Any]]:
+    """An OTLP/HTTP logs request body into one dict per event, as ``receiver.decode_events`` makes them."""
+    kind = media_type(content_type)
+    if kind == PROTOBUF:
+        try:
+            request = ExportLogsServiceRequest.FromString(body)
+        except _ProtobufDecodeError:
+            raise DecodeError("malformed protobuf ExportLogsServiceRequest") from None
+    elif kind == JSON:
+        request = _from_json(body)
+    else:
+        raise UnsupportedContentType(f"Content-Type must be {PROTOBUF} or {JSON}, got {_short(kind)}")
+    return decode_events(request)
+
+
+def _from_json(body: bytes) -> ExportLogsServiceRequest:
+    try:
+        document = json.loads(body)
+    except RecursionError:
+        raise DecodeError("invalid JSON: nested too deeply") from None
+    except UnicodeDecodeError:
+        raise DecodeError("invalid JSON: not UTF-8") from None
+    except ValueError as exc:  # JSONDecodeError
+        raise DecodeError(f"invalid JSON: {str(exc)[:120]}") from None
+    if not isinstance(document, dict):
+        raise DecodeError("OTLP/JSON body must be a JSON object")
+    _hex_ids_to_base64(document)
+    request = ExportLogsServiceRequest()
+    try:
+        # OTLP/JSON: receivers must ignore fields they do not know (newer senders add some).
+        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except json_format.ParseError as exc:
+        raise DecodeError(f"invalid OTLP/JSON{_parse_error(str(exc))}") from None
+    except (ValueError, TypeError, AttributeError, RecursionError):  # odd shapes json_format does not wrap
+        raise DecodeError("invalid OTLP/JSON: unexpected value types") from None
+    return request
+
+
+def _parse_error(message: str) -> str:
+    """json_format nests its messages field by field: say where, briefly, then the cause."""
+    fields = _FIELD.findall(message)
+    cause = _FIELD.sub("", message).strip().rstrip(".")[:100]
+    if len(fields) > 6:
+        fields = [*fields[:3], "(...)", *fields[-2:]]
+    return f" at {'.'.join(fields)}: {cause}" if fields else f": {cause}"
+
+
+def _hex_ids_to_base64(document: dict[str, Any]) -> None:
+    """OTLP/JSON carries trace and span ids as hex, protobuf JSON as base64: convert them in place.
+
+    Odd shapes are left alone for ``json_format`` to report.
+    """
+    for rl_index, resource_logs in enumerate(_items(document, "resourceLogs", "resource_logs")):
+        for sl_index, scope_logs in enumerate(_items(resource_logs, "scopeLogs", "scope_logs")):
+            for index, record in enumerate(_items(scope_logs, "logRecords", "log_records")):
+                for field, size in _ID_BYTES.items():
+                    value = record.get(field)
+                    if not isinstance(value, str):
+                        continue
+                    where = f"resourceLogs[{rl_index}].scopeLogs[{sl_index}].logRecords[{index}].{field}"
+                    record[field] = _hex_to_base64(value, size, where)
+
+
+def _items(obj: Any, *names: str) -> list[dict[str, Any]]:
+    if not isinstance(obj, dict):
+        return []
+    for name in names:
+        value = obj.get(name)
+        if isinstance(value, list):
+            return [item for item in value if isinstance(item, dict)]
+    return []
+
+
+def _hex_to_base64(value: str, size: int, where: str) -> str:
+    if value == "":
+        return value
+    if len(value) != 2 * size or not _HEX.fullmatch(value):
+        raise DecodeError(f"{where} must be {2 * size} hex digits, got {_short(value)}")
+    return base64.b64encode(binascii.unhexlify(value)).decode("ascii")
+
+
+def inflate(body: bytes, encoding: str | None, max_size: int) -> bytes:
+    """Undo a ``gzip`` / ``deflate`` Content-Encoding (or none) without ever producing more than ``max_size`` bytes.
+
+    A decompression bomb costs at most ``max_size + 1`` bytes of memory before ``TooLarge``.
+    """
+    if max_size < 0:
+        raise ValueError(f"max_size must be >= 0, got {max_size}")
+    coding = (encoding or "").strip().lower()
+    if coding in ("", "identity"):
+        if len(body) > max_size:
+            raise TooLarge(f"body larger than {max_size} bytes")
+        return body
+    if coding in ("gzip", "x-gzip"):
+        return _gunzip(body, max_size)
+    if coding == "deflate":
+        return _inflate_deflate(body, max_size)
+    raise UnsupportedContentType(f"Content-Encoding must be gzip, deflate or identity, got {_short(coding)}")
+
+
+def _gunzip(data: bytes, max_size: int) -> bytes:
+    out = bytearray()
+    members = 0
+    while data:  # several gzip members may follow each other
+        members += 1
+        if members > MAX_GZIP_MEMBERS:  # each one copies the rest of the input: many tiny ones would be quadratic
+            raise DecodeError(f"bad gzip body: more than {MAX_GZIP_MEMBERS} members")
+        chunk, data = _member(zlib.decompressobj(16 + zlib.MAX_WBITS), data, max_size - len(out), "gzip")
+        out += chunk
+    return bytes(out)
+
+
+def _inflate_deflate(data: bytes, max_size: int) -> bytes:
+    if not data:
+        return b""
+    # HTTP "deflate" is the zlib format, but some clients send a raw deflate stream: read both.
+    zlib_header = len(data) >= 2 and data[0] & 0x0F == 8 and (data[0] << 8 | data[1]) % 31 == 0
+    out, rest = _member(
+        zlib.decompressobj(zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS), data, max_size, "deflate"
+    )
+    if rest:
+        raise DecodeError("bad deflate body: data after the end of the stream")
+    return out
+
+
+def _member(dec: Any, data: bytes, room: int, coding: str) -> tuple[bytes, bytes]:
+    """One compressed stream, at most ``room`` bytes of it: (its bytes, the input that follows it)."""
+    try:
+        out = dec.decompress(data, room + 1)  # max_length >= 1: 0 would mean "no limit"
+    except zlib.error:
+        raise DecodeError(f"bad {coding} body") from None
+    if len(out) > room:
+        raise TooLarge("decompressed body too large")
+    if not dec.eof:
+        raise DecodeError(f"bad {coding} body: truncated")
+    return out, dec.unused_data
+
+
+def _short(value: str, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,699 @@
+"""Events and block actions in one SQLite file, for the Event Explorer.
+
+One row per event with the columns the UI filters on (name, user, client address, time) indexed, and
+the rest as JSON. A side table lists each user identifier value so that "every event of
+alice@example.com" is an index lookup whatever the identifier's key.
+
+Threads: each thread gets its own connection (WAL lets readers run while one writer writes); writes
+go through one lock so that id allocation and retention never race. Every SQL statement is a
+constant string with ``?`` parameters: filter values, JSON paths and limits are never spliced in.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import re
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..actions import MAX_ACTIONS, MAX_DOCUMENT_BYTES
+from ..blocking import MAX_IDENTIFIERS, check_identifiers, check_network
+
+SCHEMA_VERSION = 1
+_SET_SCHEMA_VERSION = "PRAGMA user_version = 1"  # pragmas take no parameters: keep in step with SCHEMA_VERSION
+MAX_FILTER_LENGTH = 1024
+MAX_TEXT = 1024  # indexed text columns (name, address, path, method, ids, scope, user values)
+MAX_PAGE = 500
+MAX_BUCKETS = 1000
+PRUNE_EVERY_SECONDS = 10.0
+PRUNE_EVERY_ROWS = 10_000
+INT64_MAX = 2**63 - 1
+
+USER_PREFIX = "sqreen.user."
+TRAITS_PREFIX = "sqreen.user.traits."
+PROPERTIES_PREFIX = "sqreen.properties."
+_PROP_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
+
+Clock = Callable[[], float]
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_ns INTEGER NOT NULL,
+        received_ns INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        user TEXT,
+        client_address TEXT,
+        path TEXT,
+        method TEXT,
+        trace_id TEXT,
+        span_id TEXT,
+        attributes TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        scope TEXT
+    )""",
+    # SQLite appends the rowid to every index entry: these are also ordered by id within equal times.
+    "CREATE INDEX IF NOT EXISTS events_time ON events (time_ns)",
+    "CREATE INDEX IF NOT EXISTS events_name_time ON events (name, time_ns)",
+    "CREATE INDEX IF NOT EXISTS events_address_time ON events (client_address, time_ns)",
+    "CREATE INDEX IF NOT EXISTS events_received ON events (received_ns)",
+    """CREATE TABLE IF NOT EXISTS event_users (
+        event_id INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (event_id, key)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS event_users_value ON event_users (value, event_id)",
+    """CREATE TABLE IF NOT EXISTS actions (
+        id TEXT PRIMARY KEY,
+        action TEXT NOT NULL,
+        user TEXT,
+        ip TEXT,
+        expires_at REAL,
+        created_at REAL NOT NULL
+    )""",
+)
+
+_COLUMNS = (
+    "id, time_ns, received_ns, name, user, client_address, path, method, trace_id, span_id, attributes, resource, scope"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (id, time_ns, received_ns, name, user, client_address, path, method, trace_id, span_id,"
+    " attributes, resource, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_USER = "INSERT INTO event_users (event_id, key, value) VALUES (?, ?, ?)"
+# A property compared as text: strings as they are, numbers and booleans as JSON writes them.
+_PROP_MATCH = (
+    "(CASE json_type(attributes, ?) WHEN 'text' THEN json_extract(attributes, ?)"
+    " WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null'"
+    " ELSE CAST(json_extract(attributes, ?) AS TEXT) END) = ?"
+)
+
+
+# -- values ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the UI narrows events by; all given filters must match. Empty text means "no filter".
+
+    ``since_ns <= time_ns < until_ns``; ``prop`` is ``(key, value)`` matched against ``sqreen.properties.<key>``
+    compared as text (``"42"`` matches the number 42, ``"true"`` the boolean).
+    """
+
+    name: str | None = None
+    user: str | None = None
+    ip: str | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    prop: tuple[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("name", "user", "ip"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _filter_text(name, value))
+        for name in ("since_ns", "until_ns"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or not 0 <= value <= INT64_MAX):
+                raise ValueError(f"{name} must be an integer from 0 to 2**63-1 (nanoseconds), got {_short(value)}")
+        if self.prop is not None:
+            if not isinstance(self.prop, tuple) or len(self.prop) != 2:
+                raise ValueError("prop must be a (key, value) pair")
+            key, value = self.prop
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise ValueError("prop key and value must be text")
+            if len(key) > MAX_FILTER_LENGTH or len(value) > MAX_FILTER_LENGTH:
+                raise ValueError(f"prop key and value are limited to {MAX_FILTER_LENGTH} characters")
+            if not _PROP_KEY.fullmatch(key):
+                raise ValueError(f"prop key {_short(key)} may only hold letters, digits, '_', '.' and '-'")
+
+
+def _filter_text(name: str, value: Any) -> str | None:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} filter must be text, got {type(value).__name__}")
+    if len(value) > MAX_FILTER_LENGTH:
+        raise ValueError(f"{name} filter is limited to {MAX_FILTER_LENGTH} characters")
+    return value or None
+
+
+@dataclass(frozen=True)
+class Event:
+    """A stored event; ``user`` holds the identifiers (``{}`` when anonymous)."""
+
+    id: int
+    time_ns: int
+    received_ns: int
+    name: str
+    user: dict[str, Any]
+    client_address: str | None
+    path: str | None
+    method: str | None
+    trace_id: str | None
+    span_id: str | None
+    attributes: dict[str, Any] = field(repr=False)
+    resource: dict[str, Any] = field(repr=False)
+    scope: str | None
+
+
+def _event(row: tuple[Any, ...]) -> Event:
+    return Event(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        json.loads(row[4]) if row[4] else {},
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        json.loads(row[10]),
+        json.loads(row[11]),
+        row[12],
+    )
+
+
+# -- JSON that never fails -------------------------------------------------------------------------
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    return str(value)
+
+
+# Compact, ASCII-only (lone surrogates cannot break the UTF-8 SQLite wants), strict JSON (no NaN).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_default)
+_CANONICAL = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_default, sort_keys=True)
+
+
+def _json(value: Any, encoder: json.JSONEncoder = _ENCODER) -> str:
+    """JSON text of any attribute value: bytes as hex, NaN and infinities as text, odd keys as text."""
+    try:
+        return encoder.encode(value)
+    except (ValueError, TypeError, RecursionError):  # NaN, non-text keys, cycles, absurd nesting
+        return encoder.encode(_plain(value, 0))
+
+
+def _plain(value: Any, depth: int) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "nan", "inf", "-inf"
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if depth >= 32:
+        return _short(value, 200)
+    if isinstance(value, Mapping):
+        return {
+            k if isinstance(k, str) else _json(_plain(k, depth + 1)): _plain(v, depth + 1) for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v, depth + 1) for v in value]
+    return _default(value)
+
+
+def _text(value: Any) -> str | None:
+    """A short text column: ``None`` for nothing, capped, and always valid UTF-8."""
+    if type(value) is str and len(value) <= MAX_TEXT and value.isascii():  # nearly always: no copy, no check
+        return value or None
+    if value is None or value == "":
+        return None
+    if type(value) is int:
+        return str(value)
+    if not isinstance(value, str):
+        value = value.hex() if isinstance(value, bytes) else _json(value)
+    value = value[:MAX_TEXT]
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _ns(value: Any) -> int:
+    if type(value) is not int:
+        return 0
+    return value if 0 <= value <= INT64_MAX else (INT64_MAX if value > 0 else 0)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    moment = _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+# -- the store -------------------------------------------------------------------------------------
+
+
+class Store:
+    """Events and block actions in SQLite (WAL). Thread-safe: a connection per thread, one writer at a time.
+
+    ``max_age`` (seconds, by *received* time) and ``max_rows`` bound what is kept; ``add()`` prunes at
+    most every 10 s or 10,000 rows. ``clock`` (epoch seconds) is for tests.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_age: float | None = None,
+        max_rows: int | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self.path = os.fspath(path)
+        if self.path in ("", ":memory:") or self.path.startswith("file:"):
+            raise ValueError("Store needs a file path: each thread opens its own connection to it")
+        if max_age is not None and not (isinstance(max_age, (int, float)) and max_age > 0 and math.isfinite(max_age)):
+            raise ValueError(f"max_age must be a number of seconds > 0, got {_short(max_age)}")
+        if max_rows is not None and (type(max_rows) is not int or max_rows < 1):
+            raise ValueError(f"max_rows must be an integer >= 1, got {_short(max_rows)}")
+        self.max_age = max_age
+        self.max_rows = max_rows
+        self._clock = clock
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._closed = False
+        self._since_prune = 0
+        self._last_prune = clock()
+        self._create_schema()
+
+    # -- connections -------------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if self._closed:
+            if conn is not None:
+                self._local.conn = None
+                conn.close()
+            raise RuntimeError("the store is closed")
+        if conn is None:
+            # isolation_level=None: we say where transactions start and end.
+            conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+            conn.execute("PRAGMA page_size=8192")  # a new file only: rows with their JSON are ~1 KB; +15% inserts
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoint every ~40 MB of WAL rather than 4 MB: hot index pages are copied back once, not ten
+            # times, which is a third of the insert cost; the file is cut back to 64 MB afterwards.
+            conn.execute("PRAGMA wal_autocheckpoint=10000")
+            conn.execute("PRAGMA journal_size_limit=67108864")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, serialised with the other threads' (and locked against other processes)."""
+        with self._write_lock:
+            conn = self._conn()
+            if not getattr(self._local, "writer", False):
+                # Writers keep the indexes' hot pages (16 MB, not 2 MB); readers keep the default.
+                conn.execute("PRAGMA cache_size=-16384")
+                self._local.writer = True
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # never leave the next writer inside our transaction
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: several queries see the same snapshot."""
+        conn = self._conn()
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            conn.execute("COMMIT")
+
+    def _create_schema(self) -> None:
+        with self._write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"{self.path}: schema version {version} is newer than this code's {SCHEMA_VERSION}")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            if version < SCHEMA_VERSION:
+                conn.execute(_SET_SCHEMA_VERSION)
+
+    def close(self) -> None:
+        """Close this thread's connection; other threads' close when they next use the store or when they end."""
+        self._closed = True
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing events ----------------------------------------------------------------------------
+
+    def add(self, events: Iterable[dict[str, Any]]) -> int:
+        """Store decoded events (``otlp.decode`` dicts) in one transaction; returns how many."""
+        rows: list[tuple[Any, ...]] = []
+        users: list[tuple[int, str, str]] = []
+        received = int(self._clock() * 1e9)
+        last_resource: Any = None
+        resource_json = "{}"
+        for event in events:
+            attributes = event.get("attributes") or {}
+            user: dict[str, Any] = {}
+            for key, value in attributes.items():
+                if (
+                    type(key) is str
+                    and key.startswith(USER_PREFIX)
+                    and not key.startswith(TRAITS_PREFIX)
+                    and len(user) < MAX_IDENTIFIERS
+                ):
+                    user[_text(key[12:]) or ""] = value  # capped keys stay distinct: they are dict keys
+            index = len(rows)
+            for key, value in user.items():
+                users.append((index, key, _text(value) or ""))
+            resource = event.get("resource") or {}
+            if resource is not last_resource and resource != last_resource:  # one resource per batch, usually
+                resource_json = _json(resource)
+            last_resource = resource
+            rows.append(
+                (
+                    _ns(event.get("time_unix_nano")) or _ns(event.get("observed_time_unix_nano")) or received,
+                    received,
+                    _text(event.get("name") or attributes.get("event.name")) or "",
+                    _json(user, _CANONICAL) if user else None,
+                    _text(attributes.get("client.address")),
+                    _text(attributes.get("url.path")),
+                    _text(attributes.get("http.request.method")),
+                    _text(event.get("trace_id")),
+                    _text(event.get("span_id")),
+                    _json(attributes),
+                    resource_json,
+                    _text(event.get("scope")),
+                )
+            )
+        if not rows:
+            return 0
+        with self._write() as conn:
+            # Ids are ours to give (we hold the write lock): event_users rows need them, executemany
+            # does not return them. AUTOINCREMENT's counter never goes back, even after pruning, so a
+            # `tail` that saw id N never misses a later event.
+            first = conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM sqlite_sequence WHERE name = 'events'")
+            start = first.fetchone()[0]
+            conn.executemany(_INSERT_EVENT, [(start + i, *row) for i, row in enumerate(rows)])
+            if users:
+                conn.executemany(_INSERT_USER, [(start + i, key, value) for i, key, value in users])
+            self._since_prune += len(rows)
+        self._maybe_prune()
+        return len(rows)
+
+    # -- retention ---------------------------------------------------------------------------------
+
+    def _maybe_prune(self) -> None:
+        if self.max_age is None and self.max_rows is None:
+            return
+        if self._since_prune >= PRUNE_EVERY_ROWS or self._clock() - self._last_prune >= PRUNE_EVERY_SECONDS:
+            self.prune()
+
+    def prune(self) -> int:
+        """Delete events received over ``max_age`` seconds ago and beyond the newest ``max_rows``; returns how many.
+
+        Expired block actions go too.
+        """
+        deleted = 0
+        now = self._clock()
+        with self._write() as conn:
+            self._since_prune = 0
+            self._last_prune = now
+            if self.max_age is not None:
+                cutoff = max(0, min(INT64_MAX, int((now - self.max_age) * 1e9)))
+                conn.execute(
+                    "DELETE FROM event_users WHERE event_id IN (SELECT id FROM events WHERE received_ns < ?)", (cutoff,)
+                )
+                deleted += conn.execute("DELETE FROM events WHERE received_ns < ?", (cutoff,)).rowcount
+            if self.max_rows is not None:
+                # Ids are given in a row without gaps (add() numbers each batch from the sequence), so the
+                # newest max_rows are those above max(id) - max_rows: an index lookup, where OFFSET max_rows
+                # walked up to max_rows entries (0.4 s at 2M rows) on every prune, under the write lock.
+                newest = conn.execute("SELECT max(id) FROM events").fetchone()[0]
+                if newest is not None and newest > self.max_rows:
+                    cut = newest - self.max_rows
+                    conn.execute("DELETE FROM event_users WHERE event_id <= ?", (cut,))
+                    deleted += conn.execute("DELETE FROM events WHERE id <= ?", (cut,)).rowcount
+            conn.execute("DELETE FROM actions WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+        return deleted
+
+    # -- reading events ----------------------------------------------------------------------------
+
+    def events(
+        self, filters: Filters = Filters(), *, before: tuple[int, int] | None = None, limit: int = 50
+    ) -> list[Event]:
+        """A page of events, newest first by (time, id); the last row's ``(time_ns, id)`` as ``before``: the next."""
+        where, params = _where(filters)
+        if before is not None:
+            before_time, before_id = _cursor(before)
+            where.append("(time_ns, id) < (?, ?)")
+            params += [before_time, before_id]
+        params.append(_limit(limit))
+        sql = f"SELECT {_COLUMNS} FROM events{_clause(where)} ORDER BY time_ns DESC, id DESC LIMIT ?"
+        return [_event(row) for row in self._conn().execute(sql, params)]
+
+    def after(self, last_id: int, filters: Filters = Filters(), limit: int = 100) -> list[Event]:
+        """Events stored after the one with id ``last_id``, oldest first: what ``tail`` shows next."""
+        where, params = _where(filters)
+        where.append("id > ?")
+        params += [_id(last_id), _limit(limit)]
+        sql = f"SELECT {_COLUMNS} FROM events{_clause(where)} ORDER BY id LIMIT ?"
+        return [_event(row) for row in self._conn().execute(sql, params)]
+
+    def get(self, event_id: int) -> Event | None:
+        if type(event_id) is not int or not 0 <= event_id <= INT64_MAX:
+            return None
+        row = self._conn().execute(f"SELECT {_COLUMNS} FROM events WHERE id = ?", (event_id,)).fetchone()
+        return None if row is None else _event(row)
+
+    def count(self, filters: Filters = Filters()) -> int:
+        where, params = _where(filters)
+        result: int = self._conn().execute(f"SELECT count(*) FROM events{_clause(where)}", params).fetchone()[0]
+        return result
+
+    def histogram(self, filters: Filters = Filters(), *, buckets: int = 60) -> tuple[int, int, list[int]]:
+        """``(start_ns, bucket_width_ns, counts)`` over the filter's time range, or the matching data's when open.
+
+        The buckets cover ``[start, start + width * buckets)``, so the counts add up to ``count(filters)``.
+        """
+        if type(buckets) is not int or not 1 <= buckets <= MAX_BUCKETS:
+            raise ValueError(f"buckets must be an integer from 1 to {MAX_BUCKETS}, got {_short(buckets)}")
+        where, params = _where(filters)
+        with self._read() as conn:
+            start, end = filters.since_ns, filters.until_ns  # end exclusive
+            if start is None or end is None:
+                sql = (
+                    f"SELECT (SELECT min(time_ns) FROM events{_clause(where)}),"
+                    f" (SELECT max(time_ns) FROM events{_clause(where)})"
+                )
+                low, high = conn.execute(sql, params + params).fetchone()
+                if low is None:
+                    return (start or 0, 1, [0] * buckets)
+                start = low if start is None else start
+                end = high + 1 if end is None else end
+            if end <= start:
+                return (start, 1, [0] * buckets)
+            width = min(-(-(end - start) // buckets), INT64_MAX)
+            counts = [0] * buckets
+            sql = (
+                f"SELECT (time_ns - ?) / ? AS bucket, count(*) FROM events"
+                f"{_clause([*where, 'time_ns >= ?', 'time_ns <= ?'])} GROUP BY bucket"
+            )
+            # end - 1: the end of a range reaching the largest time would not fit SQLite's integers.
+            for bucket, n in conn.execute(sql, [start, width, *params, start, end - 1]):
+                counts[min(bucket, buckets - 1)] += n  # only a width capped at 2**63-1 can overshoot
+        return (start, width, counts)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per event name: how many, first and last time, distinct users and client addresses; most frequent first."""
+        sql = (
+            "SELECT name, count(*), min(time_ns), max(time_ns), count(DISTINCT user), count(DISTINCT client_address)"
+            " FROM events GROUP BY name ORDER BY count(*) DESC, name"
+        )
+        keys = ("name", "count", "first_ns", "last_ns", "users", "client_addresses")
+        return [dict(zip(keys, row, strict=True)) for row in self._conn().execute(sql)]
+
+    # -- block actions -----------------------------------------------------------------------------
+
+    def add_action(
+        self,
+        action: Literal["block_user", "block_ip"],
+        *,
+        user: Mapping[str, str | int] | None = None,
+        ip: str | None = None,
+        duration: float | None = None,
+    ) -> str:
+        """Add a block for agents to fetch (``actions_document``); returns its id. ``duration``: seconds, or never."""
+        user_json, network = _target(action, user, ip)
+        if duration is not None:
+            if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+                raise TypeError(f"duration must be a number of seconds, not {type(duration).__name__}")
+            if not (duration > 0 and math.isfinite(duration)):
+                raise ValueError(f"duration must be > 0 seconds, got {duration!r}")
+        action_id = uuid.uuid4().hex
+        now = self._clock()
+        expires_at = None if duration is None else now + duration
+        with self._write() as conn:
+            conn.execute("DELETE FROM actions WHERE expires_at IS NOT NULL AND expires_at <= ?", (now,))
+            conn.execute(
+                "INSERT INTO actions (id, action, user, ip, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (action_id, action, user_json, network, expires_at, now),
+            )
+            # Agents reject a whole document over their limits: refuse the action that would cross them.
+            entries = self._unexpired(conn, now)
+            if len(entries) > MAX_ACTIONS:
+                raise ValueError(f"too many block actions (at most {MAX_ACTIONS})")
+            if len(json.dumps(_document(entries))) > MAX_DOCUMENT_BYTES:
+                raise ValueError(f"the actions document would exceed {MAX_DOCUMENT_BYTES} bytes")
+        return action_id
+
+    def remove_action(self, action_id: str) -> bool:
+        if not isinstance(action_id, str) or len(action_id) > MAX_FILTER_LENGTH:
+            return False
+        with self._write() as conn:
+            return conn.execute("DELETE FROM actions WHERE id = ?", (action_id,)).rowcount > 0
+
+    def remove_matching(
+        self,
+        action: Literal["block_user", "block_ip"],
+        *,
+        user: Mapping[str, str | int] | None = None,
+        ip: str | None = None,
+    ) -> int:
+        """Remove the actions blocking exactly these identifiers (or this network); returns how many."""
+        user_json, network = _target(action, user, ip)
+        with self._write() as conn:
+            if user_json is not None:
+                sql = "DELETE FROM actions WHERE action = 'block_user' AND user = ?"
+                return conn.execute(sql, (user_json,)).rowcount
+            return conn.execute("DELETE FROM actions WHERE action = 'block_ip' AND ip = ?", (network,)).rowcount
+
+    def actions(self) -> list[dict[str, Any]]:
+        """Unexpired actions, oldest first: ``id``, ``action``, ``user`` or ``ip``, ``expires_at``, ``created_at``."""
+        with self._read() as conn:
+            return self._unexpired(conn, self._clock())
+
+    def actions_document(self) -> dict[str, Any]:
+        """The unexpired actions as the agents' actions document (``sqreen_otel.actions``, version 1)."""
+        return _document(self.actions())
+
+    @staticmethod
+    def _unexpired(conn: sqlite3.Connection, now: float) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT id, action, user, ip, expires_at, created_at FROM actions"
+            " WHERE expires_at IS NULL OR expires_at > ? ORDER BY created_at, rowid"
+        )
+        out = []
+        for action_id, action, user, ip, expires_at, created_at in conn.execute(sql, (now,)):
+            entry: dict[str, Any] = {"id": action_id, "action": action}
+            if action == "block_user":
+                entry["user"] = json.loads(user)
+            else:
+                entry["ip"] = ip
+            entry["expires_at"] = expires_at
+            entry["created_at"] = created_at
+            out.append(entry)
+        return out
+
+
+# -- SQL pieces (constant text only) ---------------------------------------------------------------
+
+
+def _where(filters: Filters) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    if filters.name is not None:
+        where.append("name = ?")
+        params.append(filters.name)
+    if filters.ip is not None:
+        where.append("client_address = ?")
+        params.append(filters.ip)
+    if filters.user is not None:
+        where.append("id IN (SELECT event_id FROM event_users WHERE value = ?)")
+        params.append(filters.user)
+    if filters.since_ns is not None:
+        where.append("time_ns >= ?")
+        params.append(filters.since_ns)
+    if filters.until_ns is not None:
+        where.append("time_ns < ?")
+        params.append(filters.until_ns)
+    if filters.prop is not None:
+        key, value = filters.prop
+        path = f'$."{PROPERTIES_PREFIX}{key}"'  # a parameter, and the key was checked: no quote can end it
+        where.append(_PROP_MATCH)
+        params += [path, path, path, value]
+    return where, params
+
+
+def _clause(where: list[str]) -> str:
+    return " WHERE " + " AND ".join(where) if where else ""
+
+
+def _limit(limit: int) -> int:
+    if type(limit) is not int or limit < 1:
+        raise ValueError(f"limit must be a positive integer, got {_short(limit)}")
+    return min(limit, MAX_PAGE)
+
+
+def _id(value: Any) -> int:
+    if type(value) is not int or not 0 <= value <= INT64_MAX:
+        raise ValueError(f"an event id must be an integer from 0 to 2**63-1, got {_short(value)}")
+    return value
+
+
+def _cursor(before: Any) -> tuple[int, int]:
+    if not isinstance(before, tuple) or len(before) != 2:
+        raise ValueError("before must be the (time_ns, id) of the last event of the previous page")
+    time_ns, event_id = before
+    if type(time_ns) is not int or not 0 <= time_ns <= INT64_MAX:
+        raise ValueError(f"before: time must be an integer from 0 to 2**63-1, got {_short(time_ns)}")
+    return time_ns, _id(event_id)
+
+
+def _target(action: str, user: Mapping[str, str | int] | None, ip: str | None) -> tuple[str | None, str | None]:
+    """Checked (canonical user JSON, normalised network) of an action: exactly one of them."""
+    if action == "block_user":
+        if ip is not None or user is None:
+            raise ValueError("block_user takes user identifiers and no ip")
+        return _CANONICAL.encode(check_identifiers(user)), None
+    if action == "block_ip":
+        if user is not None or ip is None:
+            raise ValueError("block_ip takes an ip and no user identifiers")
+        network = check_network(ip)
+        single = network.prefixlen == network.max_prefixlen
+        return None, str(network.network_address) if single else str(network)
+    raise ValueError(f"action must be 'block_user' or 'block_ip', got {_short(action)}")
+
+
+def _document(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    actions = []
+    for entry in entries:
+        item: dict[str, Any] = {key: entry[key] for key in ("id", "action", "user", "ip") if key in entry}
+        item["expires_at"] = _iso(entry["expires_at"])
+        actions.append(item)
+    return {"version": 1, "actions": actions}

@@ -1,0 +1,656 @@
+"""The Event Explorer's web pages: plain server-rendered HTML, one small inline script, nothing loaded from elsewhere.
+
+Event data is attacker-controlled (user agents, paths, property keys and values, even event names), so
+every value reaches the page through ``_e`` (``html.escape`` with quotes, for text and attribute values
+alike) and every link is built with ``urlencode`` before being escaped. The inline style sheet and script
+are constants: ``CSP`` allows exactly them by hash, so an injected ``<script>``, ``style=`` attribute or
+event handler would not run even if escaping were ever missed. ``SECURITY_HEADERS`` goes on every page.
+
+Times are shown in UTC. The filter form's "from"/"until" fields are ``datetime-local`` inputs read as UTC;
+the script turns them into the ``since``/``until`` nanoseconds the server filters on and leaves empty
+fields out of the URL, so a filtered view is a short URL that can be shared.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import hashlib
+import html
+import json
+import math
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from ..blocking import check_identifiers, check_network
+from .store import PROPERTIES_PREFIX, Event, Filters
+
+PAGE_SIZE = 50
+FILTER_KEYS = ("name", "user", "ip", "since", "until", "prop")
+ACTIONS = ("block_user", "block_ip", "unblock_user", "unblock_ip")
+DURATIONS = (("3600", "1 hour"), ("86400", "1 day"), ("604800", "7 days"), ("forever", "forever"))
+MAX_DURATION = 100 * 365 * 86400  # seconds; longer is "forever"
+MAX_FIELD = 4096
+IDENTIFIER_KEYS = ("email", "id", "username", "name")
+_PROP_KEY = re.compile(r"[A-Za-z0-9_.\-]+")  # what Filters accepts as a property key
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_YEAR_10000 = 253_402_300_800  # epoch seconds: datetime's limit
+_SHORT = 80  # characters of a value shown in the event list
+_NONE = '<span class="muted">\u2014</span>'
+_NAV = (("events", "/", "Events"), ("summary", "/summary", "Summary"), ("actions", "/actions", "Block list"))
+
+_STYLE = """
+:root{--fg:#1d2330;--muted:#667085;--line:#e3e6eb;--bg:#f6f7f9;--accent:#2f5fd0;--danger:#c0362c}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
+header{display:flex;gap:1.4rem;align-items:baseline;padding:.65rem 1.5rem;background:#1d2330}
+header a{color:#b9c2d3;text-decoration:none}
+header a:hover,header a.on{color:#fff}
+header .brand{color:#fff;font-weight:600;margin-right:.6rem}
+main{padding:1rem 1.5rem 2rem}
+h1{font-size:1.3rem;margin:.1rem 0 .8rem}
+h1 .muted{font-size:.95rem;font-weight:400}
+h2{font-size:1.05rem;margin:1.3rem 0 .5rem}
+a{color:var(--accent)}
+table{border-collapse:collapse;width:100%;background:#fff;border:1px solid var(--line)}
+th,td{padding:.38rem .6rem;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
+thead th{background:#f0f2f5;font-weight:600;font-size:11.5px;color:var(--muted);text-transform:uppercase;
+letter-spacing:.04em}
+tbody tr:hover{background:#f4f7ff}
+td a{text-decoration:none}
+td a:hover{text-decoration:underline}
+.mono,code,pre,time{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
+pre{margin:0;white-space:pre-wrap;word-break:break-all}
+code{white-space:pre-wrap;word-break:break-all}
+.muted{color:var(--muted)}
+.nowrap{white-space:nowrap}
+.num{text-align:right;font-variant-numeric:tabular-nums}
+form.filters{display:flex;flex-wrap:wrap;gap:.5rem .7rem;align-items:flex-end;background:#fff;
+border:1px solid var(--line);padding:.7rem .8rem;margin-bottom:.8rem}
+label{display:flex;flex-direction:column;font-size:12px;color:var(--muted);gap:.15rem}
+input,select,button{font:inherit;font-size:13.5px;padding:.3rem .45rem;border:1px solid #c5ccd6;border-radius:4px;
+background:#fff;color:var(--fg)}
+button{background:var(--accent);border-color:var(--accent);color:#fff;cursor:pointer}
+button.danger{background:var(--danger);border-color:var(--danger)}
+button.light{background:#fff;color:var(--danger);border-color:#e5b5b1}
+.chips{margin:-.2rem 0 .7rem}
+.chip{display:inline-block;background:#e8eefc;border-radius:12px;padding:.05rem .6rem;margin-right:.4rem;
+font-size:12.5px}
+.chip a{text-decoration:none;margin-left:.3rem}
+.hist{display:block;width:100%;height:auto;background:#fff;border:1px solid var(--line);margin-bottom:.8rem}
+.bar{fill:#6b90e3}
+a:hover .bar{fill:var(--accent)}
+.axis{stroke:#c5ccd6}
+.tick{fill:var(--muted);font-size:11px;font-family:system-ui,sans-serif}
+.prop{display:inline-block;margin-right:.6rem}
+.prop .k,.ident .k{color:var(--muted)}
+.method{font-weight:600;font-size:11.5px;margin-right:.3rem}
+.pager{margin:.8rem 0;display:flex;gap:1.2rem}
+.grid{display:grid;grid-template-columns:minmax(0,3fr) minmax(16rem,1fr);gap:1rem;align-items:start}
+.card{background:#fff;border:1px solid var(--line);padding:.4rem .9rem .8rem}
+.kv th{width:13rem;font-weight:500;color:var(--muted);background:#fafbfc}
+.kv td{word-break:break-all}
+form.inline{display:flex;gap:.5rem;align-items:flex-end;flex-wrap:wrap;margin:.5rem 0}
+form.inline>span{align-self:center}
+.what{margin:.8rem 0 .2rem}
+.flash{display:none;background:#e7f6ec;border:1px solid #a6dcb6;border-radius:4px;padding:.4rem .6rem;margin:.4rem 0}
+.flash:target{display:block}
+table.actions td{vertical-align:middle}
+.cards{display:grid;grid-template-columns:1fr 1fr;gap:1rem;margin-top:1rem}
+h1 code{font-size:inherit}
+.w-m{width:9.6rem}
+.w-s{width:7.6rem}
+input[type=datetime-local]{width:13.4rem}
+.empty{background:#fff;border:1px dashed #c5ccd6;padding:1.2rem;text-align:center;color:var(--muted)}
+"""
+
+_SCRIPT = """
+var form = document.getElementById("filters");
+if (form) form.addEventListener("submit", function (event) {
+  event.preventDefault();
+  var query = new URLSearchParams();
+  Array.prototype.forEach.call(form.elements, function (field) {
+    var value = field.name ? field.value.trim() : "";
+    if (value && field.type === "datetime-local") {
+      var ms = Date.parse(value + "Z");
+      value = isNaN(ms) ? "" : (BigInt(ms) * 1000000n).toString();
+    }
+    if (value) query.append(field.name, value);
+  });
+  var text = query.toString();
+  window.location.assign(form.getAttribute("action") + (text ? "?" + text : ""));
+});
+"""
+
+
+def _sha256(text: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+
+
+# Only our own style sheet and script, forms posting back here, nothing else loaded, never framed.
+CSP = "; ".join(
+    (
+        "default-src 'none'",
+        f"script-src {_sha256(_SCRIPT)}",
+        f"style-src {_sha256(_STYLE)}",
+        "img-src 'self'",
+        "form-action 'self'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    )
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+# -- small pieces -----------------------------------------------------------------------------------
+
+
+def _e(value: Any) -> str:
+    """Escaped text, safe in element content and in quoted attribute values."""
+    return html.escape(value if isinstance(value, str) else str(value), quote=True)
+
+
+def _href(path: str, params: Mapping[str, Any] | None = None) -> str:
+    """An escaped same-site URL: ``path`` is ours, ``params`` anything."""
+    query = urlencode({k: v for k, v in (params or {}).items() if v not in (None, "")})
+    return _e(path + ("?" + query if query else ""))
+
+
+def _datetime(ns: int) -> _dt.datetime:
+    seconds = max(ns, 0) // 10**9
+    return _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(seconds=seconds)
+
+
+def _time(ns: int) -> str:
+    """``2026-05-04 10:30:00.123`` in a ``<time>`` whose ``datetime`` is the full ISO 8601 UTC time."""
+    moment = _datetime(ns)
+    rest = max(ns, 0) % 10**9
+    iso = f"{moment:%Y-%m-%dT%H:%M:%S}.{rest:09d}Z"
+    return f'<time datetime="{iso}" title="{iso}">{moment:%Y-%m-%d %H:%M:%S}.{rest // 10**6:03d}</time>'
+
+
+def _plain_time(ns: int) -> str:
+    return f"{_datetime(ns):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _epoch(seconds: float | None, now: float) -> str:
+    """An action's time (epoch seconds): UTC and how far from now."""
+    if seconds is None:
+        return '<span class="muted">never</span>'
+    if not 0 <= seconds < _YEAR_10000:
+        return f'<span class="muted">{seconds:.0f} s since 1970</span>'
+    moment = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(seconds=int(seconds))
+    delta = seconds - now
+    relative = f"in {_span(delta)}" if delta >= 0 else f"{_span(-delta)} ago"
+    shown = f'<time datetime="{moment:%Y-%m-%dT%H:%M:%SZ}">{moment:%Y-%m-%d %H:%M:%S}</time>'
+    return f'{shown} <span class="muted">({relative})</span>'
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _local_input(ns: int | None) -> str:
+    """The value of a ``datetime-local`` input (read as UTC) for a time in nanoseconds."""
+    return "" if ns is None else f"{_datetime(ns):%Y-%m-%dT%H:%M:%S}"
+
+
+def _scalar(value: Any) -> str:
+    """A value as short text: strings as they are, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def _cut(text: str, limit: int = _SHORT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _pretty(value: Any) -> str:
+    """An attribute value for the detail page: text as text, nested values as indented JSON."""
+    if isinstance(value, str):
+        return f"<code>{_e(value)}</code>"
+    if isinstance(value, (dict, list)):
+        return f"<pre>{_e(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str))}</pre>"
+    return f"<code>{_e(_scalar(value))}</code>"
+
+
+def _kv_table(items: Iterable[tuple[str, str]], empty: str = "none") -> str:
+    """Rows of (escaped key text, ready HTML)."""
+    rows = "".join(f"<tr><th>{key}</th><td>{value}</td></tr>" for key, value in items)
+    return f'<table class="kv"><tbody>{rows}</tbody></table>' if rows else f'<p class="muted">{_e(empty)}</p>'
+
+
+def _page(title: str, active: str, body: str) -> str:
+    document = (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)} \u00b7 Sqreen Event Explorer</title><style>{_STYLE}</style></head><body>"
+        '<header><a class="brand" href="/">Sqreen Event Explorer</a>'
+        + "".join(f'<a href="{href}"{" class=on" if key == active else ""}>{label}</a>' for key, href, label in _NAV)
+        + f"</header><main>{body}</main><script>{_SCRIPT}</script></body></html>\n"
+    )
+    try:
+        document.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from some JSON: show U+FFFD rather than fail the page
+        document = _SURROGATE.sub("\ufffd", document)
+    return document
+
+
+def _hidden(name: str, value: str) -> str:
+    return f'<input type="hidden" name="{_e(name)}" value="{_e(value)}">'
+
+
+def _duration_select() -> str:
+    options = "".join(f'<option value="{value}">{label}</option>' for value, label in DURATIONS)
+    return f'<label>for<select name="duration">{options}</select></label>'
+
+
+def _block_form(csrf: str, back: str, action: str, field: str, value: str) -> str:
+    """The event page's "Block user/IP for [duration]" button.
+
+    It comes back to ``back#blocked-user`` (or ``-ip``): the page's ``:target`` rule shows a confirmation.
+    """
+    label = "Block user" if action == "block_user" else "Block IP"
+    options = "".join(f'<option value="{v}">{text}</option>' for v, text in DURATIONS)
+    anchor = "blocked-user" if action == "block_user" else "blocked-ip"
+    return (
+        f'<form class="inline {action.replace("_", "-")}" method="post" action="/actions">'
+        + _hidden("csrf", csrf)
+        + _hidden("back", f"{back}#{anchor}")
+        + _hidden("action", action)
+        + _hidden(field, value)
+        + f'<button type="submit" class="danger">{label}</button><span class="muted">for</span>'
+        + f'<select name="duration" aria-label="block duration">{options}</select></form>'
+    )
+
+
+def _properties(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    return {k[len(PROPERTIES_PREFIX) :]: v for k, v in sorted(attributes.items()) if k.startswith(PROPERTIES_PREFIX)}
+
+
+# -- the event list ---------------------------------------------------------------------------------
+
+
+def events_page(
+    events: list[Event],
+    filters: Filters,
+    histogram: tuple[int, int, list[int]],
+    query: dict[str, str],
+    csrf: str,
+) -> str:
+    """``/``: the filter form, the histogram, a page of events (newest first) and the link to older ones."""
+    current = {key: query[key] for key in FILTER_KEYS if query.get(key)}
+    total = sum(histogram[2])
+    parts = [
+        f'<h1>Events <span class="muted">{total:,} matching</span></h1>',
+        _filter_form(events, filters, current),
+        _chips(current),
+        _histogram(histogram, current),
+    ]
+    if events:
+        parts.append(
+            '<table class="events"><thead><tr><th>Time (UTC)</th><th>Event</th><th>User</th><th>Client IP</th>'
+            "<th>Request</th><th>Properties</th></tr></thead><tbody>"
+            + "".join(_event_row(event, current) for event in events)
+            + "</tbody></table>"
+        )
+    elif current:
+        parts.append('<p class="empty">No events match these filters. <a href="/">Clear them</a>.</p>')
+    else:
+        parts.append(
+            '<p class="empty">No events yet. Point an application at this server\'s <code>/v1/logs</code>: '
+            '<code>sqreen_otel.configure(endpoint="http://HOST:PORT/v1/logs")</code>.</p>'
+        )
+    pager = []
+    if query.get("before"):
+        pager.append(f'<a href="{_href("/", current)}">\u2190 Newest</a>')
+    if len(events) >= PAGE_SIZE:
+        last = events[-1]
+        older = _href("/", {**current, "before": f"{last.time_ns}:{last.id}"})
+        pager.append(f'<a class="older" rel="next" href="{older}">Older \u2192</a>')
+    pager.append(f'<a class="muted" href="{_href("/api/events", current)}">JSON</a>')
+    parts.append(f'<nav class="pager">{"".join(pager)}</nav>')
+    return _page("Events", "events", "".join(parts))
+
+
+def _filter_form(events: list[Event], filters: Filters, current: Mapping[str, str]) -> str:
+    names = sorted({event.name for event in events} | ({filters.name} if filters.name else set()))
+    options = "".join(f'<option value="{_e(name)}">' for name in names)
+
+    def text(label: str, name: str, placeholder: str, extra: str = "") -> str:
+        value = _e(current.get(name, ""))
+        return (
+            f'<label>{label}<input type="text" name="{name}" value="{value}" placeholder="{placeholder}"{extra}>'
+            "</label>"
+        )
+
+    return (
+        '<form class="filters" id="filters" method="get" action="/">'
+        + text("Event name", "name", "any", ' list="event-names" class="w-m"')
+        + f'<datalist id="event-names">{options}</datalist>'
+        + text("User identifier", "user", "alice@example.com", ' class="w-m"')
+        + text("Client IP", "ip", "203.0.113.7", ' class="w-s"')
+        + _time_input("From (UTC)", "since", filters.since_ns)
+        + _time_input("Until (UTC)", "until", filters.until_ns)
+        + text("Property", "prop", "key=value", ' class="w-s"')
+        + '<button type="submit">Filter</button><a href="/">clear</a></form>'
+    )
+
+
+def _time_input(label: str, name: str, ns: int | None) -> str:
+    """A ``datetime-local`` input, read as UTC; the script sends it as nanoseconds."""
+    return f'<label>{label}<input type="datetime-local" step="1" name="{name}" value="{_local_input(ns)}"></label>'
+
+
+def _chips(current: Mapping[str, str]) -> str:
+    if not current:
+        return ""
+    labels = {"name": "event", "user": "user", "ip": "IP", "since": "from", "until": "until", "prop": "property"}
+    chips = []
+    for key, value in current.items():
+        shown = value
+        if key in ("since", "until") and value.isdigit():
+            shown = _plain_time(int(value))
+        rest = {k: v for k, v in current.items() if k != key}
+        chips.append(
+            f'<span class="chip">{labels[key]}: <b>{_e(_cut(shown, 60))}</b>'
+            f'<a href="{_href("/", rest)}" title="remove this filter">\u2715</a></span>'
+        )
+    return f'<div class="chips">{"".join(chips)}</div>'
+
+
+def _histogram(histogram: tuple[int, int, list[int]], current: Mapping[str, str]) -> str:
+    """Events over time as an inline SVG bar chart; each bar is a link that zooms into its time range."""
+    start, width, counts = histogram
+    total, top, n = sum(counts), max(counts, default=0), max(len(counts), 1)
+    chart_w, chart_h, left, top_pad = 1000.0, 110.0, 44.0, 8.0
+    base = top_pad + chart_h
+    step = (chart_w - left - 8) / n
+    bars = []
+    for index, count in enumerate(counts):
+        if not count:
+            continue
+        height = max(1.5, count / top * chart_h)
+        begin, end = start + index * width, start + (index + 1) * width
+        label = f"{_plain_time(begin)} \u2013 {_plain_time(end)}: {count:,} event{'s' if count != 1 else ''}"
+        zoom = _href("/", {**current, "since": begin // 10**9 * 10**9, "until": -(-end // 10**9) * 10**9})
+        bars.append(
+            f'<a href="{zoom}"><rect class="bar" x="{left + index * step + 0.5:.1f}" y="{base - height:.1f}" '
+            f'width="{max(step - 1.5, 0.8):.1f}" height="{height:.1f}"><title>{_e(label)}</title></rect></a>'
+        )
+    end_ns = start + width * len(counts)
+    if total:
+        labels = (
+            f'<text class="tick" x="{left - 6}" y="{top_pad + 9}" text-anchor="end">{top:,}</text>'
+            f'<text class="tick" x="{left - 6}" y="{base}" text-anchor="end">0</text>'
+            f'<text class="tick" x="{left}" y="{base + 17}">{_e(_plain_time(start))}</text>'
+            f'<text class="tick" x="{chart_w - 8}" y="{base + 17}" text-anchor="end">{_e(_plain_time(end_ns))}</text>'
+        )
+    else:
+        labels = f'<text class="tick" x="{chart_w / 2}" y="{base / 2 + 8}" text-anchor="middle">no events</text>'
+    return (
+        f'<svg class="hist" id="histogram" viewBox="0 0 {chart_w:.0f} {base + 24:.0f}" role="img" '
+        f'aria-label="{total:,} events over time">'
+        f'<line class="axis" x1="{left}" y1="{base}" x2="{chart_w - 8}" y2="{base}"/>'
+        f'<line class="axis" x1="{left}" y1="{top_pad}" x2="{left}" y2="{base}"/>'
+        f"{''.join(bars)}{labels}</svg>"
+    )
+
+
+def _event_row(event: Event, current: Mapping[str, str]) -> str:
+    def pivot(key: str, value: str) -> str:
+        return _href("/", {k: v for k, v in {**current, key: value}.items() if k != "before"})
+
+    user = " ".join(
+        f'<span class="ident"><span class="k">{_e(key)}=</span>'
+        f'<a href="{pivot("user", _scalar(value))}">{_e(_cut(_scalar(value), 60))}</a></span>'
+        for key, value in sorted(event.user.items())
+    )
+    ip = f'<a href="{pivot("ip", event.client_address)}">{_e(event.client_address)}</a>' if event.client_address else ""
+    request = ""
+    if event.method or event.path:
+        method, path = _e(event.method or ""), _e(_cut(event.path or ""))
+        request = f'<span class="method">{method}</span><span class="mono">{path}</span>'
+    props = []
+    for key, value in _properties(event.attributes).items():
+        text = f'<span class="k">{_e(_cut(key, 40))}=</span>{_e(_cut(_scalar(value)))}'
+        if _PROP_KEY.fullmatch(key) and not isinstance(value, (dict, list)):
+            text = f'<a href="{pivot("prop", f"{key}={_scalar(value)}")}">{text}</a>'
+        props.append(f'<span class="prop">{text}</span>')
+    return (
+        f'<tr><td class="nowrap"><a class="event-link" href="/events/{event.id}">{_time(event.time_ns)}</a></td>'
+        f'<td><a class="name" href="{pivot("name", event.name)}">{_e(_cut(event.name or "(no name)"))}</a></td>'
+        f'<td>{user or _NONE}</td><td class="mono">{ip}</td><td>{request}</td>'
+        f"<td>{''.join(props)}</td></tr>"
+    )
+
+
+# -- one event --------------------------------------------------------------------------------------
+
+
+def event_page(event: Event, csrf: str) -> str:
+    """``/events/ID``: every field and attribute, and forms to block the event's user or client IP."""
+    back = f"/events/{event.id}"
+    user_text = ", ".join(f"{k}={_scalar(v)}" for k, v in sorted(event.user.items()))
+    request = " ".join(part for part in (event.method, event.path) if part)
+    fields = [
+        ("Event id", f'<span class="mono">{event.id}</span>'),
+        ("Name", f"<code>{_e(event.name)}</code>"),
+        ("Time (UTC)", f'{_time(event.time_ns)} <span class="muted mono">{event.time_ns} ns</span>'),
+        ("Received (UTC)", f'{_time(event.received_ns)} <span class="muted mono">{event.received_ns} ns</span>'),
+        ("User", f"<code>{_e(user_text)}</code>" if user_text else '<span class="muted">anonymous</span>'),
+        ("Client IP", f"<code>{_e(event.client_address)}</code>" if event.client_address else ""),
+        ("Request", f"<code>{_e(request)}</code>" if request else ""),
+        ("Trace id", f'<code class="trace-id">{_e(event.trace_id)}</code>' if event.trace_id else "\u2014"),
+        ("Span id", f'<code class="span-id">{_e(event.span_id)}</code>' if event.span_id else "\u2014"),
+        ("Scope", f"<code>{_e(event.scope)}</code>" if event.scope else ""),
+    ]
+    respond = []
+    if event.user:
+        first = _scalar(next(iter(sorted(event.user.items())))[1])
+        respond.append(
+            f'<p class="what">User <code>{_e(_cut(user_text, 120))}</code> \u00b7 '
+            f'<a href="{_href("/", {"user": first})}">their events</a></p>'
+            + _block_form(csrf, back, "block_user", "user", json.dumps(event.user, sort_keys=True, default=str))
+        )
+    if event.client_address:
+        respond.append(
+            f'<p class="what">Client IP <code>{_e(event.client_address)}</code> \u00b7 '
+            f'<a href="{_href("/", {"ip": event.client_address})}">events from this IP</a></p>'
+            + _block_form(csrf, back, "block_ip", "ip", event.client_address)
+        )
+    if not respond:
+        respond.append('<p class="muted">No user and no client IP on this event: nothing to block.</p>')
+    respond.append('<p class="muted">Applications polling <a href="/v1/actions">/v1/actions</a> apply blocks.</p>')
+    for anchor, what in (("blocked-user", "User"), ("blocked-ip", "IP")):
+        respond.insert(
+            0, f'<p class="flash" id="{anchor}">{what} blocked. <a href="/actions">See the block list</a>.</p>'
+        )
+    attributes = [(_e(key), _pretty(value)) for key, value in sorted(event.attributes.items())]
+    resource = [(_e(key), _pretty(value)) for key, value in sorted(event.resource.items())]
+    body = (
+        f'<p><a href="/">\u2190 Events</a></p><h1><code>{_e(event.name)}</code> '
+        f'<span class="muted">{_plain_time(event.time_ns)}</span></h1>'
+        '<div class="grid"><section>'
+        + _kv_table((label, value) for label, value in fields if value)
+        + f'</section><section class="card"><h2>Respond</h2>{"".join(respond)}</section></div>'
+        + f"<h2>Attributes ({len(attributes)})</h2>"
+        + _kv_table(attributes, "no attributes")
+        + f"<h2>Resource ({len(resource)})</h2>"
+        + _kv_table(resource, "no resource attributes")
+        + f'<p class="muted"><a href="/api/events/{event.id}">JSON</a></p>'
+    )
+    return _page(event.name or "Event", "events", body)
+
+
+# -- summary, actions, 404 --------------------------------------------------------------------------
+
+
+def summary_page(rows: list[dict[str, Any]]) -> str:
+    """``/summary``: per event name, how many, first and last seen, distinct users and client IPs."""
+    if not rows:
+        return _page("Summary", "summary", '<h1>Summary</h1><p class="empty">No events yet.</p>')
+    body = "".join(
+        f'<tr><td><a href="{_href("/", {"name": row["name"]})}">{_e(row["name"] or "(no name)")}</a></td>'
+        f'<td class="num">{int(row["count"]):,}</td>'
+        f'<td class="nowrap">{_time(int(row["first_ns"]))}</td><td class="nowrap">{_time(int(row["last_ns"]))}</td>'
+        f'<td class="num">{int(row.get("users") or 0):,}</td>'
+        f'<td class="num">{int(row.get("ips", row.get("client_addresses")) or 0):,}</td></tr>'
+        for row in rows
+    )
+    table = (
+        '<table class="summary"><thead><tr><th>Event</th><th class="num">Count</th><th>First seen (UTC)</th>'
+        '<th>Last seen (UTC)</th><th class="num">Users</th><th class="num">Client IPs</th></tr></thead>'
+        f"<tbody>{body}</tbody></table>"
+    )
+    total = sum(int(row["count"]) for row in rows)
+    return _page("Summary", "summary", f'<h1>Summary <span class="muted">{total:,} events</span></h1>{table}')
+
+
+def actions_page(actions: list[dict[str, Any]], csrf: str, *, now: float | None = None) -> str:
+    """``/actions``: the block list with an Unblock button per entry, and forms to block a user or an IP."""
+    now = time.time() if now is None else now
+    rows = []
+    for entry in actions:
+        if entry.get("action") == "block_user":
+            user = entry.get("user") or {}
+            kind, target = "User", ", ".join(f"{k}={_scalar(v)}" for k, v in sorted(user.items()))
+            unblock = _hidden("action", "unblock_user") + _hidden(
+                "user", json.dumps(user, ensure_ascii=False, sort_keys=True)
+            )
+        else:
+            kind, target = "IP", str(entry.get("ip", ""))
+            unblock = _hidden("action", "unblock_ip") + _hidden("ip", target)
+        rows.append(
+            f'<tr><td>{kind}</td><td><code class="target">{_e(target)}</code></td>'
+            f"<td>{_epoch(entry.get('expires_at'), now)}</td><td>{_epoch(entry.get('created_at'), now)}</td>"
+            f'<td><form method="post" action="/actions" class="unblock">{_hidden("csrf", csrf)}'
+            f'{_hidden("back", "/actions")}{unblock}<button type="submit" class="light">Unblock</button></form>'
+            "</td></tr>"
+        )
+    if rows:
+        table = (
+            '<table class="actions"><thead><tr><th>Kind</th><th>Target</th><th>Expires (UTC)</th><th>Created (UTC)</th>'
+            f"<th></th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        )
+    else:
+        table = '<p class="empty">Nobody is blocked.</p>'
+    keys = "".join(f'<option value="{key}">' for key in IDENTIFIER_KEYS)
+    forms = (
+        '<div class="cards"><section class="card"><h2>Block a user</h2>'
+        '<form class="inline" method="post" action="/actions">'
+        + _hidden("csrf", csrf)
+        + _hidden("back", "/actions")
+        + _hidden("action", "block_user")
+        + '<label>Identifier<input name="user_key" value="email" list="identifier-keys" size="9" required></label>'
+        f'<datalist id="identifier-keys">{keys}</datalist>'
+        '<label>Value<input name="user_value" placeholder="mallory@example.com" size="24" required></label>'
+        + _duration_select()
+        + '<button type="submit" class="danger">Block user</button></form></section>'
+        '<section class="card"><h2>Block an IP or network</h2><form class="inline" method="post" action="/actions">'
+        + _hidden("csrf", csrf)
+        + _hidden("back", "/actions")
+        + _hidden("action", "block_ip")
+        + '<label>IP or CIDR<input name="ip" placeholder="203.0.113.0/24" size="20" required></label>'
+        + _duration_select()
+        + '<button type="submit" class="danger">Block IP</button></form></section></div>'
+    )
+    intro = (
+        '<p class="muted">Applications with <code>SQREEN_OTEL_ACTIONS_URL</code> set to this server\'s '
+        '<a href="/v1/actions">/v1/actions</a> fetch this list at each heartbeat.</p>'
+    )
+    return _page("Block list", "actions", f"<h1>Block list</h1>{intro}{table}{forms}")
+
+
+def not_found_page() -> str:
+    body = '<h1>Not found</h1><p>No such event (it may have expired). <a href="/">Back to the events</a></p>'
+    return _page("Not found", "", body)
+
+
+# -- forms ------------------------------------------------------------------------------------------
+
+
+def action_from_form(form: Mapping[str, Any]) -> dict[str, Any]:
+    """A block or unblock request from a posted form, checked; ``ValueError`` says what is wrong.
+
+    Fields: ``action`` (``block_user``, ``block_ip``, ``unblock_user``, ``unblock_ip``); for users either
+    ``user`` (JSON object of identifiers) or ``user_key`` + ``user_value``; for IPs ``ip`` (address or
+    CIDR network); for blocks ``duration`` (seconds, or ``forever``).
+    """
+    action = _field(form, "action")
+    if action not in ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {_cut(action, 40)!r}")
+    result: dict[str, Any] = {"action": action}
+    if action.endswith("_user"):
+        result["user"] = _user(form)
+    else:
+        ip = _field(form, "ip")
+        if not ip:
+            raise ValueError("an IP address or CIDR network is required")
+        try:
+            check_network(ip)
+        except (TypeError, ValueError):
+            raise ValueError(f"{_cut(ip, 60)!r} is not an IP address or CIDR network") from None
+        result["ip"] = ip
+    if action.startswith("block_"):
+        result["duration"] = _duration(_field(form, "duration"))
+    return result
+
+
+def _field(form: Mapping[str, Any], name: str) -> str:
+    value = form.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a text field")
+    if len(value) > MAX_FIELD:
+        raise ValueError(f"{name} is limited to {MAX_FIELD} characters")
+    return value.strip()
+
+
+def _user(form: Mapping[str, Any]) -> dict[str, Any]:
+    raw = _field(form, "user")
+    if raw:
+        try:
+            user = json.loads(raw)
+        except ValueError:
+            user = None
+        if not isinstance(user, dict):
+            raise ValueError('user must be a JSON object of identifiers, like {"email": "mallory@example.com"}')
+    else:
+        key, value = _field(form, "user_key"), _field(form, "user_value")
+        if not key or not value:
+            raise ValueError("a user identifier key (such as email) and its value are required")
+        user = {key: value}
+    try:
+        check_identifiers(user)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(str(exc)) from None
+    return user
+
+
+def _duration(raw: str) -> int | float | None:
+    if raw.lower() in ("forever", "never"):
+        return None
+    if not raw:
+        raise ValueError("duration is required: a number of seconds, or forever")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ValueError(f"duration must be a number of seconds or forever, got {_cut(raw, 40)!r}") from None
+    if not (math.isfinite(seconds) and 1 <= seconds <= MAX_DURATION):
+        raise ValueError(f"duration must be from 1 second to {MAX_DURATION} seconds (100 years), or forever")
+    return int(seconds) if seconds.is_integer() else seconds
