@@ -159,6 +159,51 @@ def bench_export(n: int) -> tuple[float, float]:
         server.wait(10)
 
 
+def bench_ingest(n: int) -> float:
+    """Events/s from our exporter (batches of 512) into ``sqreen-otel serve`` on SQLite; every row is counted."""
+    import tempfile
+
+    import requests
+
+    http = requests.Session()
+    http.trust_env = False  # loopback: never through a proxy
+    with tempfile.TemporaryDirectory() as tmp:
+        port = _closed_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "sqreen_otel.cli", "serve", "--db", os.path.join(tmp, "bench.sqlite"),
+             "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    http.get(base + "/api/summary", timeout=1)
+                    break
+                except requests.ConnectionError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("sqreen-otel serve did not start") from None
+                    time.sleep(0.05)
+            rate = _export_rate(
+                EventBatchProcessor(
+                    OTLPEventExporter(base + "/v1/logs"),
+                    flush_interval=3600,
+                    max_queue_size=n,
+                    first_seen_delay=None,
+                    prescrubbed_scopes=frozenset({"sqreen_otel"}),
+                ),
+                n,
+            )
+            stored = sum(row["count"] for row in http.get(base + "/api/summary", timeout=30).json()["names"])
+            if stored != n:
+                raise RuntimeError(f"the explorer stored {stored} of {n} events")
+            return rate
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
 def _export_rate(processor: Any, n: int) -> float:
     provider = LoggerProvider(shutdown_on_exit=False)
     provider.add_log_record_processor(processor)
@@ -305,11 +350,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small counts, for a smoke check")
     args = parser.parse_args()
     n_track, n_export, n_memory = (20_000, 20_000, 100_000) if args.quick else (100_000, 100_000, 1_000_000)
+    n_ingest = 20_000 if args.quick else 100_000
 
     bare_us, ours_us = bench_track(n_track)
     bare_unique_us, ours_unique_us = bench_track(n_track, unique=True)
     web = bench_web(2.0 if args.quick else 10.0)
     ours_rate, otel_rate = bench_export(n_export)
+    ingest_rate = bench_ingest(n_ingest)
     down = bench_memory(n_memory, f"http://127.0.0.1:{_closed_port()}/v1/logs")
     with Receiver() as receiver:
         up = bench_memory(n_memory, receiver.endpoint)
@@ -320,6 +367,7 @@ def main() -> int:
          f"{ours_unique_us / bare_unique_us:.2f}", "-"),
         ("export to receiver, one core (events/s)", f"{ours_rate:,.0f}", f"{otel_rate:,.0f}",
          f"{ours_rate / otel_rate:.2f}", ">= 20,000/s"),
+        ("explorer ingest into SQLite (events/s)", f"{ingest_rate:,.0f}", "-", "-", ">= 20,000/s"),
         (f"backend down, {n_memory:,} track() calls: RSS growth (MiB)", f"{down['growth_mib']:.1f}",
          f"{up['growth_mib']:.1f} (backend up)", "-", "<= 64 MiB"),
         ("track() while backend down vs up, no span (µs/call)", f"{down['us_per_call']:.2f}",

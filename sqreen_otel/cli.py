@@ -1,0 +1,362 @@
+"""``sqreen-otel``: run the Event Explorer and work with it from a terminal.
+
+    sqreen-otel serve [--db events.sqlite] [--host 127.0.0.1] [--port 4318] [--token T]
+    sqreen-otel import FILE            past events (JSON Lines or CSV) through the normal pipeline
+    sqreen-otel tail                   follow events arriving at a running explorer
+    sqreen-otel block-user / block-ip / unblock-user / unblock-ip / actions
+
+Client commands find the explorer with ``--url`` (default ``http://127.0.0.1:4318``) and ``--token``
+(or ``SQREEN_OTEL_EXPLORER_URL`` / ``SQREEN_OTEL_EXPLORER_TOKEN``).
+
+Exit status: 0 done; 1 the explorer could not be reached or refused the request (its message is
+shown), or an unblocked user or address is still blocked by another entry; 2 bad arguments (and
+``serve`` refusing to listen beyond loopback without a token). ``import``: 0 every line sent, 1 some
+lines rejected (see ``FILE.rejected``), 2 the export did not complete or the file could not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import ipaddress
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .explorer.client import TAIL_PAGE, TOKEN_ENV, ExplorerClient, ExplorerError, blocks_ip, blocks_user
+
+DEFAULT_DB = "events.sqlite"
+DEFAULT_PORT = 4318
+
+Command = Callable[[argparse.Namespace], int]
+_commands: dict[str, Command] = {}
+
+
+def command(name: str) -> Callable[[Command], Command]:
+    def register(func: Command) -> Command:
+        _commands[name] = func
+        return func
+
+    return register
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@command("serve")
+def serve(args: argparse.Namespace) -> int:
+    if not is_loopback(args.host) and not args.token:
+        print(f"refusing to listen on {args.host} without --token: anyone on the network could read events",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        import uvicorn
+
+        from .explorer.app import create_app
+        from .explorer.store import Store
+    except ImportError as exc:
+        print(f"the explorer needs its extra: pip install 'sqreen_otel[explorer]' ({exc})", file=sys.stderr)
+        return 2
+    max_age = args.max_age_days * 86400 if args.max_age_days else None
+    store = Store(args.db, max_age=max_age, max_rows=args.max_rows or None)
+    url = f"http://{args.host}:{args.port}"
+    print(f"Event Explorer on {url}/  (OTLP logs: {url}/v1/logs, actions: {url}/v1/actions)", flush=True)
+    try:
+        uvicorn.run(create_app(store, token=args.token), host=args.host, port=args.port, log_level="warning")
+    finally:
+        store.close()
+    return 0
+
+
+@command("import")
+def import_(args: argparse.Namespace) -> int:
+    from .importer import ImportFailed, import_file
+
+    try:
+        token = args.token or os.environ.get(TOKEN_ENV) or None
+        return import_file(args.file, endpoint=args.endpoint, fmt=args.format, token=token).exit_code
+    except ImportFailed as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the import did not complete", file=sys.stderr)
+        return 2
+
+
+# -- explorer clients ------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> ExplorerClient:
+    return ExplorerClient(args.url, args.token)
+
+
+def _client_command(func: Callable[[argparse.Namespace, ExplorerClient], int]) -> Command:
+    """Runs ``func`` with a client; an ``ExplorerError`` becomes its message on stderr and status 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        client = _client(args)
+        try:
+            return func(args, client)
+        except ExplorerError as exc:
+            print(f"sqreen-otel {args.command}: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            client.close()
+
+    return run
+
+
+def _when(ns: int) -> str:
+    moment = _dt.datetime.fromtimestamp(ns // 10**9, _dt.timezone.utc)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ns // 10**6 % 1000:03d}Z"
+
+
+def _show(value: Any) -> str:
+    """A value for one terminal line: plain when safe, else JSON with every control character escaped.
+
+    Events come from anyone who can reach an application: escape sequences must never reach the terminal.
+    """
+    if isinstance(value, str):
+        if value and value.isprintable() and not any(c.isspace() or c in '"=' for c in value):
+            return value
+        return json.dumps(value, ensure_ascii=not value.isprintable())
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True, default=str)
+
+
+def format_event(event: dict[str, Any]) -> str:
+    """One line: time, name, user, client address, method and path, properties."""
+    parts = [_when(int(event.get("time_ns") or 0)), _show(event.get("name") or "-")]
+    user = event.get("user") or {}
+    if user:
+        parts.append("user=" + ",".join(f"{_show(k)}:{_show(v)}" for k, v in user.items()))
+    if event.get("client_address"):
+        parts.append(f"ip={_show(event['client_address'])}")
+    if event.get("path"):
+        method = f"{_show(event['method'])} " if event.get("method") else ""
+        parts.append(method + _show(event["path"]))
+    prefix = "sqreen.properties."
+    for key, value in (event.get("attributes") or {}).items():
+        if key.startswith(prefix):
+            parts.append(f"{_show(key[len(prefix) :])}={_show(value)}")
+    return "  ".join(parts)
+
+
+@command("tail")
+@_client_command
+def tail(args: argparse.Namespace, client: ExplorerClient) -> int:
+    filters = {"name": args.name, "user": args.user, "ip": args.ip}
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        after = 0 if args.from_start else client.newest_id()
+        events = client.tail(after, **filters)  # the first contact: failing here is an error, not a wait
+        print(f"following events at {client.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        lost: str | None = None
+        while True:
+            for event in events:
+                print(format_event(event))
+                after = max(after, int(event["id"]))
+            sys.stdout.flush()
+            if len(events) < TAIL_PAGE:  # caught up: wait; a full page means more are waiting
+                time.sleep(args.interval)
+            try:
+                events = client.tail(after, **filters)
+            except ExplorerError as exc:
+                if exc.status is not None and exc.status < 500:  # refused: retrying will not help
+                    raise
+                if lost is None:
+                    print(f"lost the explorer: {exc}; retrying every {args.interval:g} s", file=sys.stderr, flush=True)
+                lost, events = str(exc), []
+                continue
+            if lost is not None:
+                print("explorer back", file=sys.stderr, flush=True)
+                lost = None
+    except KeyboardInterrupt:
+        return 0
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _identifiers(raw: list[str]) -> dict[str, str]:
+    identifiers: dict[str, str] = {}
+    for item in raw:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value:
+            raise argparse.ArgumentTypeError(f"--id must be KEY=VALUE, got {item!r}")
+        identifiers[key.strip()] = value
+    return identifiers
+
+
+def _target(identifiers: dict[str, str]) -> str:
+    return ",".join(f"{key}={value}" for key, value in identifiers.items())
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "until unblocked"
+    until = _dt.datetime.now(_dt.timezone.utc) + _dt.timedelta(seconds=seconds)
+    return f"for {seconds:g} s (until {until:%Y-%m-%dT%H:%M:%SZ})"
+
+
+@command("block-user")
+@_client_command
+def block_user(args: argparse.Namespace, client: ExplorerClient) -> int:
+    identifiers = _identifiers(args.id)
+    action_id = client.block_user(identifiers, args.duration)
+    print(f"blocked user {_target(identifiers)} {_duration(args.duration)} (action {action_id})")
+    return 0
+
+
+@command("block-ip")
+@_client_command
+def block_ip(args: argparse.Namespace, client: ExplorerClient) -> int:
+    action_id = client.block_ip(args.address, args.duration)
+    print(f"blocked {args.address} {_duration(args.duration)} (action {action_id})")
+    return 0
+
+
+@command("unblock-user")
+@_client_command
+def unblock_user(args: argparse.Namespace, client: ExplorerClient) -> int:
+    identifiers = _identifiers(args.id)
+    exact = [a for a in client.actions() if a.get("action") == "block_user" and a.get("user") == identifiers]
+    client.unblock_user(identifiers)
+    still = [a for a in client.actions() if blocks_user(a, identifiers)]
+    return _unblocked(f"user {_target(identifiers)}", len(exact), still)
+
+
+@command("unblock-ip")
+@_client_command
+def unblock_ip(args: argparse.Namespace, client: ExplorerClient) -> int:
+    try:
+        network = ipaddress.ip_network(args.address, strict=False)
+    except ValueError:
+        print(f"sqreen-otel unblock-ip: {args.address!r} is not an IP address or network", file=sys.stderr)
+        return 2
+    exact = [a for a in client.actions() if a.get("action") == "block_ip" and _same_network(a.get("ip"), network)]
+    client.unblock_ip(args.address)
+    still = [a for a in client.actions() if blocks_ip(a, args.address)]
+    return _unblocked(args.address, len(exact), still)
+
+
+def _same_network(raw: Any, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    try:
+        return ipaddress.ip_network(str(raw), strict=False) == network
+    except ValueError:
+        return False
+
+
+def _unblocked(what: str, removed: int, still: list[dict[str, Any]]) -> int:
+    print(f"unblocked {what} ({removed} block(s) removed)" if removed else f"{what} had no block of its own")
+    if not still:
+        return 0
+    for action in still:
+        print(f"  still blocked by action {action['id']}: {_describe(action)}", file=sys.stderr)
+    print(f"{what} is still blocked: remove those with sqreen-otel unblock-user/unblock-ip", file=sys.stderr)
+    return 1
+
+
+def _describe(action: dict[str, Any]) -> str:
+    target = _target(action["user"]) if action.get("action") == "block_user" else str(action.get("ip"))
+    expires = action.get("expires_at")
+    until = (
+        "never" if expires is None else f"{_dt.datetime.fromtimestamp(expires, _dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+    )
+    return f"{action.get('action')} {target} (expires {until})"
+
+
+@command("actions")
+@_client_command
+def actions(args: argparse.Namespace, client: ExplorerClient) -> int:
+    entries = client.actions()
+    if args.json:
+        print(json.dumps(entries, indent=2))
+    elif not entries:
+        print("no block actions")
+    for action in [] if args.json else entries:
+        print(f"{action['id']}  {_describe(action)}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sqreen-otel", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the Event Explorer (OTLP receiver, UI, actions feed)")
+    p.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default: {DEFAULT_DB})")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
+    p.add_argument("--token", help="required on every request; mandatory when binding beyond loopback")
+    p.add_argument("--max-age-days", type=float, default=30.0, help="drop events received longer ago (default 30)")
+    p.add_argument("--max-rows", type=int, default=5_000_000, help="keep at most this many events (default 5M)")
+
+    p = sub.add_parser("import", help="send past events from a JSON Lines or CSV file through the pipeline")
+    p.add_argument("file", help="one event per line: .jsonl / .ndjson / .json or .csv")
+    p.add_argument("--endpoint", help="OTLP logs URL (default: SQREEN_OTEL_ENDPOINT, else the explorer at "
+                                      "http://127.0.0.1:4318/v1/logs)")  # fmt: skip
+    p.add_argument("--format", choices=("jsonl", "csv"), help="default: from the file's extension")
+    p.add_argument("--token", help="sent as Authorization: Bearer (default: SQREEN_OTEL_EXPLORER_TOKEN)")
+
+    def client_parser(name: str, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help)
+        p.add_argument("--url", help="the explorer (default: SQREEN_OTEL_EXPLORER_URL, else http://127.0.0.1:4318)")
+        p.add_argument("--token", help="the explorer's token (default: SQREEN_OTEL_EXPLORER_TOKEN)")
+        return p
+
+    p = client_parser("tail", "print events as they arrive at the explorer, until Ctrl-C")
+    p.add_argument("--name", help="only events of this name")
+    p.add_argument("--user", help="only events of a user with this identifier value")
+    p.add_argument("--ip", help="only events from this client address")
+    p.add_argument("--interval", type=_positive, default=1.0, help="seconds between polls (default 1)")
+    p.add_argument("--from-start", action="store_true", help="print the stored events first, oldest first")
+
+    p = client_parser("block-user", "block a user in every app polling the explorer's /v1/actions")
+    p.add_argument("--id", action="append", required=True, metavar="KEY=VALUE",
+                   help="an identifier (repeatable): the user is blocked when all of them match")  # fmt: skip
+    p.add_argument("--duration", type=_positive, metavar="SECONDS", help="default: until unblocked")
+    p = client_parser("block-ip", "block a client address or network")
+    p.add_argument("address", metavar="ADDRESS_OR_CIDR")
+    p.add_argument("--duration", type=_positive, metavar="SECONDS", help="default: until unblocked")
+    p = client_parser("unblock-user", "remove the block of exactly these identifiers")
+    p.add_argument("--id", action="append", required=True, metavar="KEY=VALUE")
+    p = client_parser("unblock-ip", "remove the block of exactly this address or network")
+    p.add_argument("address", metavar="ADDRESS_OR_CIDR")
+    p = client_parser("actions", "list the block actions in force")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    return parser
+
+
+def _positive(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {raw!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {raw!r}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "id", None) is not None:
+        try:
+            _identifiers(args.id)
+        except argparse.ArgumentTypeError as exc:
+            parser.error(str(exc))
+    return _commands[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
