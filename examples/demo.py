@@ -25,13 +25,18 @@ import time
 from pathlib import Path
 
 import requests
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # so that "examples.flask_app" imports from a checkout
 
 import sqreen_otel  # noqa: E402
 from examples.flask_app import create_app  # noqa: E402
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: object, **kwargs: object) -> None:  # the demo prints its own lines
+        pass
 
 
 def free_port() -> int:
@@ -85,7 +90,7 @@ def main() -> int:
         print(f"Event Explorer running at {explorer}/\n")
 
         sqreen_otel.configure(endpoint=f"{explorer}/v1/logs", flush_interval=1.0)
-        web = make_server("127.0.0.1", app_port, create_app(), threaded=True)
+        web = make_server("127.0.0.1", app_port, create_app(), threaded=True, request_handler=QuietHandler)
         threading.Thread(target=web.serve_forever, daemon=True).start()
         print(f"Example Flask app at http://127.0.0.1:{app_port}/ sends its events there. Traffic:")
         traffic(f"http://127.0.0.1:{app_port}")
