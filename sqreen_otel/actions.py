@@ -35,7 +35,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-from opentelemetry import context as otel_context
 
 from .blocking import (
     MAX_IDENTIFIER_LENGTH,
@@ -47,6 +46,7 @@ from .blocking import (
     short,
 )
 from .clientip import IPNetwork
+from .suppress import instrumentation_suppressed
 
 logger = logging.getLogger("sqreen_otel")
 
@@ -361,29 +361,20 @@ class ActionsPoller:
     def _fetch(self) -> tuple[list[BlockEntry], str | None] | None:
         """The new entries and their ETag; ``None`` for 304 Not Modified."""
         headers = {"If-None-Match": self._etag} if self._etag else {}
-        # Our own polling must not show up as an HTTP client span of the application.
-        token = otel_context.attach(
-            otel_context.set_value(
-                otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY,
-                True,
-                otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True),
-            )
-        )
         try:
-            response = self._session.get(
-                self.url, headers=headers, timeout=self.timeout, stream=True, allow_redirects=False
-            )
-            with response:
-                if response.status_code == 304:
-                    return None
-                if response.status_code != 200:
-                    raise _PollError(f"HTTP {response.status_code}")
-                body = _read_capped(response)
-                etag = response.headers.get("ETag")
+            with instrumentation_suppressed():
+                response = self._session.get(
+                    self.url, headers=headers, timeout=self.timeout, stream=True, allow_redirects=False
+                )
+                with response:
+                    if response.status_code == 304:
+                        return None
+                    if response.status_code != 200:
+                        raise _PollError(f"HTTP {response.status_code}")
+                    body = _read_capped(response)
+                    etag = response.headers.get("ETag")
         except requests.RequestException as exc:
             raise _PollError(f"{type(exc).__name__}: {exc}") from None
-        finally:
-            otel_context.detach(token)
         try:
             entries = parse_actions(body, self.SOURCE)
         except ValueError as exc:

@@ -21,13 +21,13 @@ from email.utils import parsedate_to_datetime
 
 import requests
 from google.protobuf.message import DecodeError
-from opentelemetry import context as otel_context
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 from .settings import parse_headers
+from .suppress import instrumentation_suppressed
 
 logger = logging.getLogger("sqreen_otel")
 
@@ -159,21 +159,11 @@ class OTLPEventExporter(LogRecordExporter):
                 body = gzip.compress(body, compresslevel=6)
         except Exception as exc:  # a record the encoder cannot carry: no retry will help
             return Outcome(Status.PERMANENT, error=f"encoding failed: {exc!r}")
-        # Our own export must not show up as an HTTP client span of the application.
-        token = otel_context.attach(
-            otel_context.set_value(
-                otel_context._SUPPRESS_HTTP_INSTRUMENTATION_KEY,
-                True,
-                otel_context.set_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY, True),
-            )
-        )
         try:
-            with self._lock:
+            with instrumentation_suppressed(), self._lock:
                 response = self._session.post(self.endpoint, data=body, timeout=self.timeout)
         except requests.RequestException as exc:
             return Outcome(Status.RETRY, error=f"{type(exc).__name__}: {exc}")
-        finally:
-            otel_context.detach(token)
         return self._outcome(response, len(batch))
 
     def _outcome(self, response: requests.Response, count: int) -> Outcome:

@@ -181,9 +181,12 @@ def _already_added(provider: SDKTracerProvider) -> ServerSpans | None:
     return None
 
 
-def server_span() -> Span | None:
-    """The current request's local-root server span, if it is still running."""
-    span = trace.get_current_span()
+def server_span(current: Span | None = None) -> Span | None:
+    """The current request's local-root server span, if it is still running.
+
+    ``current`` is the current span when the caller already has it (``track()`` does).
+    """
+    span = trace.get_current_span() if current is None else current
     context = span.get_span_context()
     if not context.is_valid:
         return None
@@ -330,10 +333,10 @@ def _split_decoded(query: str) -> dict[str, str | list[str]]:
 
 
 def request_from_span(
-    *, trusted_proxies: Sequence[IPNetwork] | None = None, ip_header: str | None = None
+    current: Span | None = None, *, trusted_proxies: Sequence[IPNetwork] | None = None, ip_header: str | None = None
 ) -> SpanRequest | None:
     """The current request as the OpenTelemetry server span describes it; ``None`` outside one."""
-    span = server_span()
+    span = server_span(current)
     if span is None:
         return None
     return SpanRequest.from_span(span, trusted_proxies=trusted_proxies, ip_header=ip_header)

@@ -131,6 +131,9 @@ def _record(
             attributes.update(identifier_attributes(user.identifiers, scrubber, max_len))
             # Traits like properties: one that cannot be converted is dropped, not the event.
             attributes.update(_properties(name, user.traits, scrubber, max_len, TRAITS))
+        span = trace.get_current_span()
+        if request is None:
+            request = _current_request(span)
         attributes.update(request_attributes(request, collect_body, scrubber, max_len))
         if extra:
             attributes.update(extra)
@@ -143,7 +146,6 @@ def _record(
             severity_text="INFO",
             attributes=attributes,
         )
-        span = trace.get_current_span()
         if span.is_recording():
             span.add_event(name, span_attributes(attributes), now)
     except Exception:  # runtime trouble must never reach the application
@@ -191,17 +193,18 @@ def _parse_options(
         timestamp = _to_ns(timestamp)
 
     request = options.get("request")
-    request = context.to_request_context(request) if request is not None else _current_request()
+    if request is not None:
+        request = context.to_request_context(request)
     return properties, user, timestamp, bool(options.get("collect_body")), request
 
 
-def _current_request() -> context.RequestContext | None:
+def _current_request(span: trace.Span) -> context.RequestContext | None:
     """The request set by an integration or a hook (while its span lives), else the server span's."""
     request = context.current_request()
     if request is not None and getattr(request, "active", True):
         return request
     rt = runtime.current
-    return spans.request_from_span(trusted_proxies=rt.trusted_proxies, ip_header=rt.settings.ip_header)
+    return spans.request_from_span(span, trusted_proxies=rt.trusted_proxies, ip_header=rt.settings.ip_header)
 
 
 def _properties(

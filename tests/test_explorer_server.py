@@ -7,13 +7,11 @@ processes exporting at once, the token mode, and the actions feed polled by an a
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import gzip
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -24,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
+from explorer_process import BIN, ENV, HOST, free_port, http, serve  # noqa: F401
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -36,61 +34,7 @@ from sqreen_otel.actions import parse_actions
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX subprocesses and signals")
 
-BIN = Path(sys.executable).parent
-HOST = "127.0.0.1"
 PROTOBUF = "application/x-protobuf"
-ENV = {
-    **{k: v for k, v in os.environ.items() if not k.startswith(("SQREEN_OTEL_", "OTEL_"))},
-    "NO_PROXY": "127.0.0.1,localhost",
-    "no_proxy": "127.0.0.1,localhost",
-    "PYTHONUNBUFFERED": "1",
-}
-http = requests.Session()
-http.trust_env = False  # never through a proxy: these are loopback servers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def serve(tmp: Path, *args: str) -> Iterator[str]:
-    """``sqreen-otel serve`` in a subprocess; yields its base URL once it answers HTTP (20 s deadline)."""
-    port = free_port()
-    log = open(tmp / f"serve-{port}.log", "w+")  # noqa: SIM115 - closed below
-    command = [str(BIN / "sqreen-otel"), "serve", "--db", str(tmp / "events.sqlite"), "--port", str(port), *args]
-    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=ENV)
-    url = f"http://{HOST}:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"sqreen-otel serve exited with {proc.returncode}:\n{log.read()}")
-            try:
-                http.get(url + "/api/summary", timeout=1)
-                break
-            except requests.ConnectionError:
-                if time.monotonic() > deadline:
-                    pytest.fail("sqreen-otel serve did not answer within 20 s")
-                time.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def explorer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with serve(tmp_path_factory.mktemp("explorer")) as url:
-        yield url
 
 
 def events(url: str, **params: str) -> list[dict[str, Any]]:

@@ -7,12 +7,13 @@ would otherwise let any web page post to a loopback server.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
@@ -24,6 +25,7 @@ from starlette.routing import Route
 
 from . import otlp, ui
 from .store import Event, Filters, Store
+from .writer import Writer
 
 MiB = 1024 * 1024
 MAX_BODY = 8 * MiB  # compressed, as received
@@ -145,16 +147,28 @@ def create_app(store: Store, *, token: str | None = None) -> Starlette:
 
     # -- OTLP ingest ------------------------------------------------------------------------------
 
-    def inflate_decode_store(body: bytes, encoding: str | None, content_type: str) -> int:
-        events = otlp.decode(otlp.inflate(body, encoding, MAX_INFLATED), content_type)
-        return store.add(events) if events else 0
+    writer = Writer(store)
+
+    def inflate_decode(body: bytes, encoding: str | None, content_type: str) -> list[dict[str, Any]]:
+        return otlp.decode(otlp.inflate(body, encoding, MAX_INFLATED), content_type)
+
+    async def query(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A store read, after the writer committed every acknowledged event (read-after-write)."""
+
+        def call() -> Any:
+            writer.wait_idle()
+            return method(*args, **kwargs)
+
+        return await run_in_threadpool(call)
 
     async def ingest_logs(request: Request) -> Response:
         body = await read_body(request, MAX_BODY)
         content_type = request.headers.get("content-type", "application/x-protobuf")
         # In a worker thread: gunzipping and decoding a large body takes long enough to stall every
         # other request (UI, tail, actions feed) if done on the event loop.
-        await run_in_threadpool(inflate_decode_store, body, request.headers.get("content-encoding"), content_type)
+        events = await run_in_threadpool(inflate_decode, body, request.headers.get("content-encoding"), content_type)
+        if events and not writer.submit(events):
+            return PlainTextResponse("busy storing earlier events\n", status_code=503, headers={"Retry-After": "1"})
         if otlp.media_type(content_type) == otlp.JSON:
             return JSONResponse({})
         return Response(ExportLogsServiceResponse().SerializeToString(), media_type="application/x-protobuf")
@@ -166,7 +180,7 @@ def create_app(store: Store, *, token: str | None = None) -> Starlette:
     # -- actions feed for agents (SQREEN_OTEL_ACTIONS_URL) ---------------------------------------
 
     async def actions_feed(request: Request) -> Response:
-        document = await run_in_threadpool(store.actions_document)
+        document = await query(store.actions_document)
         body = json.dumps(document, sort_keys=True).encode()
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         if request.headers.get("if-none-match") == etag:
@@ -179,12 +193,12 @@ def create_app(store: Store, *, token: str | None = None) -> Starlette:
         filters = filters_from(request.query_params)
         limit = min(int(request.query_params.get("limit", "50") or 50), 500)
         before = cursor_from(request.query_params.get("before"))
-        events = await run_in_threadpool(store.events, filters, before=before, limit=limit)
+        events = await query(store.events, filters, before=before, limit=limit)
         next_cursor = f"{events[-1].time_ns}:{events[-1].id}" if len(events) == limit else None
         return JSONResponse({"events": [event_json(e) for e in events], "next": next_cursor})
 
     async def api_event(request: Request) -> Response:
-        event = await run_in_threadpool(store.get, int(request.path_params["event_id"]))
+        event = await query(store.get, int(request.path_params["event_id"]))
         if event is None:
             return JSONResponse({"error": "no such event"}, status_code=404)
         return JSONResponse(event_json(event))
@@ -192,19 +206,19 @@ def create_app(store: Store, *, token: str | None = None) -> Starlette:
     async def api_tail(request: Request) -> Response:
         filters = filters_from(request.query_params)
         after = int(request.query_params.get("after", "0") or 0)
-        events = await run_in_threadpool(store.after, after, filters, 500)
+        events = await query(store.after, after, filters, 500)
         return JSONResponse({"events": [event_json(e) for e in events]})
 
     async def api_histogram(request: Request) -> Response:
-        start, width, counts = await run_in_threadpool(store.histogram, filters_from(request.query_params))
+        start, width, counts = await query(store.histogram, filters_from(request.query_params))
         return JSONResponse({"start_ns": start, "width_ns": width, "counts": counts})
 
     async def api_summary(request: Request) -> Response:
-        return JSONResponse({"names": await run_in_threadpool(store.summary)})
+        return JSONResponse({"names": await query(store.summary)})
 
     async def api_actions(request: Request) -> Response:
         if request.method == "GET":
-            return JSONResponse({"actions": await run_in_threadpool(store.actions)})
+            return JSONResponse({"actions": await query(store.actions)})
         data = json.loads(await read_body(request, MAX_FORM) or b"{}")
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object")
@@ -220,20 +234,20 @@ def create_app(store: Store, *, token: str | None = None) -> Starlette:
     async def page_events(request: Request) -> Response:
         filters = filters_from(request.query_params)
         before = cursor_from(request.query_params.get("before"))
-        events = await run_in_threadpool(store.events, filters, before=before, limit=ui.PAGE_SIZE)
-        histogram = await run_in_threadpool(store.histogram, filters)
+        events = await query(store.events, filters, before=before, limit=ui.PAGE_SIZE)
+        histogram = await query(store.histogram, filters)
         return HTMLResponse(
             ui.events_page(events, filters, histogram, dict(request.query_params), csrf), headers=ui.SECURITY_HEADERS
         )
 
     async def page_event(request: Request) -> Response:
-        event = await run_in_threadpool(store.get, int(request.path_params["event_id"]))
+        event = await query(store.get, int(request.path_params["event_id"]))
         if event is None:
             return HTMLResponse(ui.not_found_page(), status_code=404, headers=ui.SECURITY_HEADERS)
         return HTMLResponse(ui.event_page(event, csrf), headers=ui.SECURITY_HEADERS)
 
     async def page_summary(request: Request) -> Response:
-        rows = await run_in_threadpool(store.summary)
+        rows = await query(store.summary)
         return HTMLResponse(ui.summary_page(rows), headers=ui.SECURITY_HEADERS)
 
     async def page_actions(request: Request) -> Response:
@@ -244,7 +258,7 @@ def create_app(store: Store, *, token: str | None = None) -> Starlette:
             await run_in_threadpool(_apply, store, ui.action_from_form(form))
             return RedirectResponse(str(form.get("back") or "/actions") if _local(form.get("back")) else "/actions",
                                     status_code=303)  # fmt: skip
-        actions = await run_in_threadpool(store.actions)
+        actions = await query(store.actions)
         return HTMLResponse(ui.actions_page(actions, csrf), headers=ui.SECURITY_HEADERS)
 
     routes = [
@@ -264,7 +278,13 @@ def create_app(store: Store, *, token: str | None = None) -> Starlette:
         Route("/summary", guarded(page_summary), methods=["GET"]),
         Route("/actions", guarded(page_actions), methods=["GET", "POST"]),
     ]
-    return Starlette(routes=routes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(writer.close)  # store what was acknowledged before the server stops
+
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def _local(target: Any) -> bool:
