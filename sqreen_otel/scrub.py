@@ -32,7 +32,8 @@ KEY_FRAGMENTS = (
 DEFAULT_VALUE_PATTERNS = (
     # Sqreen's card-number rule: 13 to 16 digits, optionally separated by spaces or dashes.
     # Not inside a longer run of digits, so that masking is stable when applied twice.
-    r"(?<!\d)\d(?:[ -]?\d){12,15}(?!\d)",
+    # (The look-behind follows the first digit: a pattern that starts with it scans every position.)
+    r"\d(?<!\d\d)(?:[ -]?\d){12,15}(?!\d)",
     # HTTP credentials: "Bearer abc...", "Basic dXNlcjpw..." (with the scheme word).
     r"[Bb][Ee][Aa][Rr][Ee][Rr]\s+[A-Za-z0-9\-._~+/]{8,}=*",
     # After "basic" or "token" the credential must hold a digit or a symbol ("basic information").
@@ -57,6 +58,23 @@ _JSON_PAIR = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:\s*("(?:[^"\\]|\\.)*"?|[^\s,}\]
 _FORM_PAIR = re.compile(r"(?:^|(?<=&))([^&=]*)=([^&]*)")
 _CACHE_LIMIT = 8192  # entries in each verdict cache; cleared whole when full
 _CACHED_TEXT = 256  # longer strings are rarely repeated: not cached
+
+
+def _may_hold_secret(text: str) -> bool:
+    """False only when no default value pattern can match ``text``: plain substring tests, far cheaper
+    than the regex, whose many alternatives are tried at every position of the text."""
+    if (
+        "eyJ" in text or "AKIA" in text or "ASIA" in text or "xox" in text or "AIza" in text or "sk-" in text
+        or "k_live_" in text or "k_test_" in text or "github_pat_" in text or "-----BEGIN" in text
+        or ("://" in text and "@" in text)
+        or ("gh" in text and ("ghp_" in text or "gho_" in text or "ghu_" in text or "ghs_" in text or "ghr_" in text))
+    ):  # fmt: skip
+        return True
+    lowered = text.lower()
+    if "bearer" in lowered or "basic" in lowered or "token" in lowered:
+        return True
+    # A card number has 13 to 16 digits.
+    return len(text) >= 13 and sum(map(text.count, "0123456789")) >= 13
 
 
 def normalize_key(key: str) -> str:
@@ -85,8 +103,10 @@ class Scrubber:
             fragments = [*replace_keys, *keys]
         self._fragments = tuple(sorted({normalize_key(k) for k in fragments if normalize_key(k)}))
         self._allow = frozenset(normalize_key(k) for k in allow_keys)
-        patterns = [*DEFAULT_VALUE_PATTERNS, *(f"(?:{p})" for p in value_patterns)]
+        custom = [f"(?:{p})" for p in value_patterns]
+        patterns = [*DEFAULT_VALUE_PATTERNS, *custom]
         self._values = re.compile("|".join(patterns))
+        self._custom_patterns = bool(custom)  # their needs are unknown: always scanned
         self.mask = mask
         self.enabled = enabled
         self._pseudonymize_key = pseudonymize_key
@@ -128,7 +148,7 @@ class Scrubber:
         if cached is not None:
             return cached
         result = text
-        if self.enabled and self._values.search(text) is not None:
+        if self.enabled and (self._custom_patterns or _may_hold_secret(text)) and self._values.search(text):
             result = self._values.sub(self._mask_match, text)
         if len(text) <= _CACHED_TEXT:
             if len(self._text_cache) >= _CACHE_LIMIT:
