@@ -87,6 +87,8 @@ def clean(value: Any, scrubber: Scrubber, max_len: int, _depth: int = 0, _path: 
 
 
 def _clean_text(text: str, scrubber: Scrubber, max_len: int) -> str:
+    if not text.isascii():
+        text = _encodable(text)
     if len(text) <= max_len:
         return scrubber.redact(text)
     # Scan past the cut to the end of the word there, so that a token cut in two is seen whole.
@@ -99,6 +101,15 @@ def _clean_text(text: str, scrubber: Scrubber, max_len: int) -> str:
         # could move into the kept part: scan a window wide enough for any shrinkage of the kept part.
         redacted = scrubber.redact(text[: 4 * max_len + _SCAN_MARGIN])
     return redacted[:max_len] + TRUNCATED
+
+
+def _encodable(text: str) -> str:
+    """Lone surrogates (from ``surrogateescape`` decoding) become U+FFFD: OTLP's encoder would drop the value."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\ufffd" if "\ud800" <= char <= "\udfff" else char for char in text)
+    return text
 
 
 def _base(value: Any) -> Any:

@@ -438,3 +438,11 @@ def test_clean_is_idempotent(value: Any) -> None:
     # (Ints beyond int64 are left out: their decimal text is pattern-matched on a second pass.)
     once = clean(value, S, 32)
     assert repr(clean(once, S, 32)) == repr(once)
+
+
+def test_lone_surrogates_become_replacement_characters() -> None:
+    # OTLP's protobuf encoder drops a string it cannot encode as UTF-8; the value must survive readable.
+    out = clean("caf\udce9 ok", S, 4096)
+    assert out == "caf\ufffd ok"
+    out.encode("utf-8")
+    assert clean({"k": ["\ud800"]}, S, 4096) == {"k": ["\ufffd"]}
