@@ -66,10 +66,6 @@ def set_request(request: RequestContext | None) -> Token[RequestContext | None]:
     return _request.set(request)
 
 
-def reset_request(token: Token[RequestContext | None]) -> None:
-    _request.reset(token)
-
-
 @contextlib.contextmanager
 def request_scope(request: RequestContext) -> Iterator[RequestContext]:
     """Make ``request`` current, and forget it and its user when the block ends."""
