@@ -1,11 +1,12 @@
 """The address of the real client behind proxies and load balancers, not the last proxy's.
 
 The trade-off. By default ``resolve_client_ip`` believes the usual forwarding headers and returns the
-first public address it finds in them: it works behind any proxy without configuration, which is
-right for reporting. But any client can send ``X-Forwarded-For: 1.2.3.4`` itself; when the
-application is reachable directly, or through a proxy that appends to that header instead of
-replacing it, the default picks the spoofed address. Blocking by IP is then easy to evade (and can
-be turned against innocent addresses). For blocking, configure one of:
+first client address it finds in them (one that is not infrastructure, see ``is_infrastructure``): it
+works behind any proxy without configuration, which is right for reporting. But any client can send
+``X-Forwarded-For: 1.2.3.4`` itself; when the application is reachable directly, or through a proxy
+that appends to that header instead of replacing it, the default picks the spoofed address. Blocking
+by IP is then easy to evade (and can be turned against innocent addresses). For blocking, configure
+one of:
 
 - ``trusted_proxies``: the networks of your proxies. Headers are believed only when the peer is one
   of them, and ``X-Forwarded-For`` (else ``Forwarded``) is read from the right, where trusted
@@ -46,7 +47,28 @@ DEFAULT_HEADERS = (
 CHAIN_HEADERS = ("x-forwarded-for", "forwarded")
 
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
-_SHARED = ipaddress.IPv4Network("100.64.0.0/10")  # RFC 6598 carrier-grade NAT, also used inside private networks
+# Addresses that are never a client's (``is_infrastructure``). IPv4-mapped IPv6 is normalised to IPv4 first.
+_INFRASTRUCTURE_V4 = tuple(
+    ipaddress.IPv4Network(cidr)
+    for cidr in (
+        "10.0.0.0/8",  # RFC 1918
+        "172.16.0.0/12",  # RFC 1918
+        "192.168.0.0/16",  # RFC 1918
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local
+        "100.64.0.0/10",  # RFC 6598 carrier-grade NAT, also used inside private networks
+        "0.0.0.0/32",  # unspecified
+    )
+)
+_INFRASTRUCTURE_V6 = tuple(
+    ipaddress.IPv6Network(cidr)
+    for cidr in (
+        "::1/128",  # loopback
+        "fe80::/10",  # link-local
+        "fc00::/7",  # unique-local
+        "::/128",  # unspecified
+    )
+)
 
 
 def resolve_client_ip(
@@ -79,16 +101,16 @@ def resolve_client_ip(
                 return str(address)
         return _text(peer_address)
 
-    first_private: IPAddress | None = None
+    first_infrastructure: IPAddress | None = None
     for name in DEFAULT_HEADERS:
         for address in _entries(headers, name, from_right=False):
             if address is None:
                 continue
-            if is_public(address):
+            if not is_infrastructure(address):
                 return str(address)
-            if first_private is None:
-                first_private = address
-    return _text(peer_address if peer_address is not None else first_private)
+            if first_infrastructure is None:
+                first_infrastructure = address
+    return _text(peer_address if peer_address is not None else first_infrastructure)
 
 
 @functools.lru_cache(maxsize=4096)  # peers and proxies repeat on every request; ipaddress parsing is slow
@@ -123,21 +145,17 @@ def normalise(address: IPAddress) -> IPAddress:
     return address
 
 
-def is_public(address: IPAddress) -> bool:
-    """Routable on the internet: not private, loopback, link-local, reserved, multicast, unspecified or CGNAT.
+@functools.lru_cache(maxsize=4096)
+def is_infrastructure(address: IPAddress) -> bool:
+    """An address of our own network or a proxy's, never a client's: RFC 1918, loopback, link-local, CGNAT,
+    unique-local (``fc00::/7``) or unspecified.
 
-    Documentation ranges (``192.0.2.0/24``, ``198.51.100.0/24``, ``203.0.113.0/24``, ``2001:db8::/32``)
-    count as private, as Python's ``ipaddress`` says.
+    Everything else is a client, documentation ranges (``192.0.2.0/24``, ``198.51.100.0/24``,
+    ``203.0.113.0/24``, ``2001:db8::/32``) included: examples, tests and block lists use them as clients, and
+    Python's ``is_private`` (which counts them as private) would skip them and report the proxy instead.
     """
-    return not (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_reserved
-        or address.is_multicast
-        or address.is_unspecified
-        or (address.version == 4 and address in _SHARED)
-    )
+    networks = _INFRASTRUCTURE_V4 if address.version == 4 else _INFRASTRUCTURE_V6
+    return any(address in network for network in networks)
 
 
 def parse_network(value: str) -> IPNetwork:

@@ -1,4 +1,5 @@
-"""resolve_client_ip: the default rule, trusted proxies, ip_header, the Forwarded header, IPv6, garbage and caps."""
+"""resolve_client_ip: the default rule, which addresses are infrastructure, trusted proxies, ip_header, the
+Forwarded header, IPv6, garbage and caps."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from sqreen_otel.clientip import (
     DEFAULT_HEADERS,
     MAX_ENTRIES,
     MAX_HEADER_LENGTH,
-    is_public,
+    is_infrastructure,
     parse_address,
     parse_networks,
     resolve_client_ip,
@@ -71,17 +72,64 @@ def test_public_in_a_later_header_wins_over_private_in_an_earlier_one() -> None:
     assert resolve_client_ip("10.0.0.1", headers) == PUBLIC
 
 
-@pytest.mark.parametrize(
-    "address",
-    [
-        "127.0.0.1", "10.1.1.1", "172.31.255.255", "192.168.1.1", "169.254.1.1", "100.64.0.1", "0.0.0.0",
-        "224.0.0.1", "240.0.0.1", "255.255.255.255", "203.0.113.9", "::1", "::", "fe80::1", "fc00::1", "ff02::1",
-        "2001:db8::1",
-    ],
-)  # fmt: skip
-def test_non_public_addresses_are_skipped(address: str) -> None:
-    assert not is_public(ipaddress.ip_address(address))
+# Each infrastructure range: its first, a middle and its last address, IPv4-mapped forms too.
+INFRASTRUCTURE = {
+    "RFC 1918 10/8": ["10.0.0.0", "10.1.2.3", "10.255.255.255"],
+    "RFC 1918 172.16/12": ["172.16.0.0", "172.20.1.1", "172.31.255.255"],
+    "RFC 1918 192.168/16": ["192.168.0.0", "192.168.1.1", "192.168.255.255", "::ffff:192.168.1.1"],
+    "loopback": ["127.0.0.1", "127.255.255.255", "::1", "::ffff:127.0.0.1"],
+    "link-local": ["169.254.0.0", "169.254.169.254", "169.254.255.255", "fe80::", "fe80::1", "febf:ffff::1"],
+    "carrier-grade NAT 100.64/10": ["100.64.0.0", "100.100.1.1", "100.127.255.255"],
+    "unique-local fc00::/7": ["fc00::", "fc00::1", "fd12:3456::1", "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"],
+    "unspecified": ["0.0.0.0", "::"],
+}
+# Clients: the documentation ranges, the edges just outside each infrastructure range, and other special
+# ranges that Python's ``ipaddress`` calls private or reserved but that no proxy of ours uses.
+CLIENTS = {
+    "documentation 192.0.2/24": ["192.0.2.0", "192.0.2.1", "192.0.2.255"],
+    "documentation 198.51.100/24": ["198.51.100.0", "198.51.100.23", "198.51.100.255"],
+    "documentation 203.0.113/24": ["203.0.113.0", "203.0.113.7", "203.0.113.255"],
+    "documentation 2001:db8::/32": ["2001:db8::", "2001:db8::1", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"],
+    "outside the RFC 1918 edges": ["9.255.255.255", "11.0.0.0", "172.15.255.255", "172.32.0.0", "192.167.255.255",
+                                   "192.169.0.0"],
+    "outside the loopback, link-local and CGNAT edges": ["126.255.255.255", "128.0.0.0", "169.253.255.255",
+                                                         "169.255.0.0", "100.63.255.255", "100.128.0.0", "::2",
+                                                         "fec0::1", "fbff:ffff::1", "fe00::1"],
+    "outside unspecified": ["0.0.0.1", "::ffff:0.0.0.1"],
+    "public": ["1.2.3.4", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.4.4"],
+    "other special ranges": ["192.0.0.8", "198.18.0.1", "224.0.0.1", "240.0.0.1", "255.255.255.255", "64:ff9b::1",
+                             "2001::1", "2002::1", "ff02::1", "100::1"],
+}  # fmt: skip
+
+
+def _cases(table: dict[str, list[str]]) -> list[object]:
+    return [
+        pytest.param(address, id=f"{name}: {address}") for name, addresses in table.items() for address in addresses
+    ]
+
+
+@pytest.mark.parametrize("address", _cases(INFRASTRUCTURE))
+def test_infrastructure_addresses_are_skipped(address: str) -> None:
+    parsed = parse_address(address)
+    assert parsed is not None and is_infrastructure(parsed)
     assert resolve_client_ip("10.0.0.1", {"x-forwarded-for": f"{address}, {PUBLIC}"}) == PUBLIC
+    assert resolve_client_ip("10.0.0.1", {"x-forwarded-for": address}) == "10.0.0.1"  # nothing but infrastructure
+
+
+@pytest.mark.parametrize("address", _cases(CLIENTS))
+def test_every_other_address_is_a_client(address: str) -> None:
+    parsed = parse_address(address)
+    assert parsed is not None and not is_infrastructure(parsed)
+    assert resolve_client_ip("10.0.0.1", {"x-forwarded-for": f"{address}, {PUBLIC}"}) == str(parsed)
+    assert resolve_client_ip("10.0.0.1", {"x-real-ip": address}) == str(parsed)
+
+
+def test_documentation_addresses_behind_a_proxy_are_the_client() -> None:
+    # The issue's report: these were skipped as "not public" and the proxy was reported instead.
+    assert resolve_client_ip("10.0.0.2", {"x-forwarded-for": "198.51.100.23, 10.0.0.1"}) == "198.51.100.23"
+    assert resolve_client_ip("10.0.0.2", {"x-forwarded-for": "203.0.113.7"}) == "203.0.113.7"
+    assert resolve_client_ip("127.0.0.1", {"forwarded": 'for="[2001:db8::7]:4711"'}) == "2001:db8::7"
+    assert resolve_client_ip("10.0.0.2", {"x-forwarded-for": "10.0.0.9, 100.64.1.1, 192.0.2.44"}) == "192.0.2.44"
 
 
 def test_spoofed_header_wins_by_default() -> None:
