@@ -468,20 +468,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--print-port", action="store_true", help="print only the bound port number, then serve")
     args = parser.parse_args(argv)
     receiver = Receiver(args.host, args.port, echo=not args.quiet, keep=0 if args.quiet else 1000)
+    # One ``try`` from before the bind to the end: a Ctrl-C at any point after start-up (even between
+    # the banner and the wait) is a clean stop, never a traceback or a socket left open.
     try:
-        receiver.start()
-    except OSError as exc:
-        print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
-    print(receiver.port if args.print_port else f"listening on {receiver.endpoint}", flush=True)
-    try:
+        try:
+            receiver.start()
+        except OSError as exc:
+            print(f"cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+            return 1
+        print(receiver.port if args.print_port else f"listening on {receiver.endpoint}", flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        pass
+        return 0
     finally:
         receiver.stop()
-    return 0
 
 
 if __name__ == "__main__":

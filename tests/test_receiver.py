@@ -393,3 +393,41 @@ def test_cli_runs_until_interrupted() -> None:
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+# The race of the test above, made deterministic: a real SIGINT raised in the CLI process at the
+# worst moments, right after the bind and right after the banner, before the wait loop is reached.
+_INTERRUPT_AT = """
+import builtins, signal, sys
+import sqreen_otel.receiver as receiver
+
+real_start, real_stop = receiver.Receiver.start, receiver.Receiver.stop
+
+def start(self):
+    real_start(self)
+    if sys.argv[1] == "bind":
+        signal.raise_signal(signal.SIGINT)
+    return self
+
+def banner(*args, **kwargs):
+    builtins.print(*args, **kwargs)
+    if sys.argv[1] == "banner":
+        signal.raise_signal(signal.SIGINT)
+
+def stop(self):
+    real_stop(self)
+    print("stopped", file=sys.stderr)
+
+receiver.Receiver.start, receiver.Receiver.stop, receiver.print = start, stop, banner
+sys.exit(receiver.main(["--port", "0"]))
+"""
+
+
+@pytest.mark.parametrize("moment", ["bind", "banner"])
+def test_cli_interrupted_just_after_start_up_stops_cleanly(moment: str) -> None:
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    argv = [sys.executable, "-c", _INTERRUPT_AT, moment]
+    result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=30)
+    assert (result.returncode, result.stderr) == (0, "stopped\n")  # no traceback, the socket closed
+    assert result.stdout.startswith("listening on http://127.0.0.1:") if moment == "banner" else result.stdout == ""
