@@ -11,7 +11,7 @@ __version__ = "0.3.0"
 
 import logging as _logging
 
-from .blocking import UserBlocked, block_list
+from .blocking import UserBlocked, UserRedirected, block_list
 from .context import RequestContext, register_request_adapter
 from .exporter import OTLPEventExporter
 from .pipeline import Pipeline, configure, flush, shutdown, stats
@@ -39,6 +39,7 @@ __all__ = [
     "RequestContext",
     "Scrubber",
     "UserBlocked",
+    "UserRedirected",
     "__version__",
     "auth_track",
     "block_ip",

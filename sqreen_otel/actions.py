@@ -14,10 +14,16 @@ The actions document, version 1::
 - ``id``: non-empty text, unique in the document; it is the ``action_id`` reported when a check matches.
 - ``action``: ``"block_user"`` with ``user``, the identifiers (text or integer values, compared as
   text; the user is blocked when each of them equals the user's, raw or pseudonymised), or
-  ``"block_ip"`` with ``ip``, an IPv4 or IPv6 address or CIDR network.
+  ``"block_ip"`` with ``ip``, an IPv4 or IPv6 address or CIDR network; ``"redirect_user"`` and
+  ``"redirect_ip"`` likewise, plus ``url``: the request is answered 303 there (as Sqreen's agent did).
+- ``url``: only for redirects, required there: ``http://`` or ``https://`` with a host, or a path of
+  this site (``/blocked``); at most 2,048 characters, no spaces or control characters.
+- ``playbook``, ``alert``: optional text (or ``null``), the playbook and alert that decided it; the
+  ``sq.action.<type>`` event of a hit carries them with the id.
 - ``expires_at``: ISO 8601 with ``Z`` or an offset, or epoch seconds, or ``null`` or missing for never.
 - Nothing else: unknown keys are errors, so a misspelt ``expires_at`` cannot silently block forever.
-- Limits: 1 MiB, 10,000 actions, 16 identifiers per user, 256 characters per identifier key or value.
+- Limits: 1 MiB, 10,000 actions, 16 identifiers per user, 256 characters per identifier key or value,
+  playbook and alert id.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import random
 import re
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import requests
@@ -43,6 +49,7 @@ from .blocking import (
     check_identifiers,
     check_network,
     in_forked_child,
+    resume_after_fork,
     short,
 )
 from .clientip import IPNetwork
@@ -53,7 +60,12 @@ logger = logging.getLogger("sqreen_otel")
 MAX_DOCUMENT_BYTES = 1024 * 1024
 MAX_ACTIONS = 10_000
 _MAX_EXPIRES_AT = 253402300799.0  # 9999-12-31T23:59:59Z: a larger number is most likely milliseconds
-_ACTION_KEYS = frozenset({"id", "action", "user", "ip", "expires_at"})
+MAX_URL_LENGTH = 2048
+_ACTION_KEYS = frozenset({"id", "action", "user", "ip", "url", "playbook", "alert", "expires_at"})
+_KINDS: dict[str, Literal["user", "ip"]] = {
+    "block_user": "user", "redirect_user": "user", "block_ip": "ip", "redirect_ip": "ip"
+}  # fmt: skip
+_URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")  # control characters and spaces: header injection, ambiguity
 _DOCUMENT_KEYS = frozenset({"version", "actions"})
 
 
@@ -105,30 +117,63 @@ def _parse_action(action: Any, source: str) -> BlockEntry:
     action_id = action.get("id")
     if not isinstance(action_id, str) or not action_id or len(action_id) > MAX_IDENTIFIER_LENGTH:
         raise ValueError(f"'id' must be text of 1 to {MAX_IDENTIFIER_LENGTH} characters, got {short(action_id)}")
-    kind = action.get("action")
+    name = action.get("action")
+    kind = _KINDS.get(name) if isinstance(name, str) else None
+    if kind is None or not isinstance(name, str):
+        raise ValueError(f"'action' must be one of {', '.join(map(repr, _KINDS))}, got {short(name)}")
     user: dict[str, str] | None = None
     network: IPNetwork | None = None
-    if kind == "block_user":
+    if kind == "user":
         if "ip" in action:
-            raise ValueError("'ip' is not allowed in a block_user action")
+            raise ValueError(f"'ip' is not allowed in a {name} action")
         if not isinstance(action.get("user"), dict):
             raise ValueError(f"'user' must be an object of identifiers, got {_json_type(action.get('user'))}")
         try:
             user = check_identifiers(action["user"])
         except (TypeError, ValueError) as exc:
             raise ValueError(f"'user': {exc}") from None
-    elif kind == "block_ip":
+    else:
         if "user" in action:
-            raise ValueError("'user' is not allowed in a block_ip action")
+            raise ValueError(f"'user' is not allowed in a {name} action")
         ip = action.get("ip")
         try:
             network = check_network(ip)
         except (TypeError, ValueError):
             raise ValueError(f"'ip' is not an IP address or network: {short(ip)}") from None
-    else:
-        raise ValueError(f"'action' must be 'block_user' or 'block_ip', got {short(kind)}")
+    url = None
+    if name.startswith("redirect_"):
+        url = _parse_url(action.get("url"))
+    elif "url" in action:
+        raise ValueError(f"'url' is only for redirect_ip and redirect_user, not {name}")
     expires_at = _parse_expires_at(action.get("expires_at"))
-    return BlockEntry(action_id, "user" if user is not None else "ip", user, network, expires_at, source)
+    playbook, alert = _optional_id(action, "playbook"), _optional_id(action, "alert")
+    return BlockEntry(action_id, kind, user, network, expires_at, source, url, playbook, alert)
+
+
+def _parse_url(raw: Any) -> str:
+    """A redirect target that is safe in a ``Location`` header: absolute http(s) with a host, or a local path."""
+    if not isinstance(raw, str) or not raw or len(raw) > MAX_URL_LENGTH:
+        raise ValueError(f"'url' must be text of 1 to {MAX_URL_LENGTH} characters, got {short(raw)}")
+    if _URL_FORBIDDEN.search(raw) or not raw.isascii():
+        raise ValueError(f"'url' must not hold spaces, control or non-ASCII characters (percent-encode): {short(raw)}")
+    if raw.startswith("/") and not raw.startswith("//") and "\\" not in raw:
+        return raw
+    try:
+        parts = urlsplit(raw)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"'url' must be an http(s) URL with a host or a path starting with '/', got {short(raw)}")
+    return raw
+
+
+def _optional_id(action: dict[str, Any], key: str) -> str | None:
+    value = action.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_IDENTIFIER_LENGTH:
+        raise ValueError(f"{key!r} must be text of 1 to {MAX_IDENTIFIER_LENGTH} characters or null, got {short(value)}")
+    return value
 
 
 def _parse_expires_at(raw: Any) -> float | None:
@@ -309,9 +354,20 @@ class ActionsPoller:
         self._token = token
         # For logs: no credentials, no query string.
         self._shown_url = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+        self._stopped = False
         self._etag: str | None = None  # kept across fork: the child inherits the list it describes
         self._init_state()
-        in_forked_child(self._init_state)
+        in_forked_child(self._after_fork)
+
+    def _after_fork(self) -> None:
+        running_in_parent = self._thread is not None
+        self._init_state()
+        if running_in_parent:  # a preloaded app's workers poll too, from their first request on
+            resume_after_fork(self._resume)
+
+    def _resume(self) -> None:
+        if self._thread is None and not self._stopped:
+            self.start()
 
     def _init_state(self) -> None:
         self._poll_lock = threading.Lock()
@@ -390,6 +446,7 @@ class ActionsPoller:
     def start(self) -> ActionsPoller:
         """Poll now, then every ``interval`` seconds (plus up to 10% jitter), in a daemon thread, until ``stop()``."""
         with self._thread_lock:
+            self._stopped = False
             if self.running:
                 return self
             stop = self._stop = threading.Event()
@@ -399,6 +456,7 @@ class ActionsPoller:
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop the thread; waits for a poll in progress up to ``timeout`` (default: the request timeout + 1 s)."""
+        self._stopped = True
         with self._thread_lock:
             thread, self._thread = self._thread, None
             self._stop.set()

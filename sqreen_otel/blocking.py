@@ -26,6 +26,10 @@ logger = logging.getLogger("sqreen_otel")
 
 MAX_IDENTIFIERS = 16
 MAX_IDENTIFIER_LENGTH = 256
+ACTION_ID = "sqreen.action.id"
+ACTION_PLAYBOOK = "sqreen.action.playbook"
+ACTION_ALERT = "sqreen.action.alert"
+ACTION_URL = "sqreen.action.url"
 
 Clock = Callable[[], float]
 
@@ -33,10 +37,24 @@ Clock = Callable[[], float]
 class UserBlocked(Exception):
     """Raised to stop a request of a blocked user. The message names the action, not the user (no PII)."""
 
+    redirect_url: str | None = None
+
     def __init__(self, user_identifiers: dict[str, Any], action_id: str) -> None:
         super().__init__(f"user blocked by action {action_id}")
         self.user_identifiers = user_identifiers
         self.action_id = action_id
+
+
+class UserRedirected(UserBlocked):
+    """A ``redirect_user`` decision: the integrations answer 303 to ``redirect_url`` instead of 403.
+
+    A subclass, so that code which stops on ``UserBlocked`` stops a redirected user too.
+    """
+
+    def __init__(self, user_identifiers: dict[str, Any], action_id: str, url: str) -> None:
+        super().__init__(user_identifiers, action_id)
+        self.args = (f"user redirected by action {action_id}",)
+        self.redirect_url = url
 
 
 @dataclass(frozen=True)
@@ -49,9 +67,28 @@ class BlockEntry:
     network: IPNetwork | None
     expires_at: float | None
     source: str
+    url: str | None = None  # a redirect: the request is answered 303 to this URL instead of 403
+    playbook: str | None = None  # the playbook and alert that decided it, when the feed names them
+    alert: str | None = None
 
     def expired(self, now: float) -> bool:
         return self.expires_at is not None and self.expires_at <= now
+
+    @property
+    def action(self) -> str:
+        """``block_ip``, ``block_user``, ``redirect_ip`` or ``redirect_user``: the ``sq.action.*`` event's suffix."""
+        return f"{'redirect' if self.url is not None else 'block'}_{self.kind}"
+
+    def event_attributes(self) -> dict[str, str]:
+        """What an ``sq.action.<type>`` hit carries, so the explorer counts it for its decision and playbook."""
+        attributes = {ACTION_ID: self.action_id}
+        if self.playbook is not None:
+            attributes[ACTION_PLAYBOOK] = self.playbook
+        if self.alert is not None:
+            attributes[ACTION_ALERT] = self.alert
+        if self.url is not None:
+            attributes[ACTION_URL] = self.url
+        return attributes
 
 
 @dataclass(frozen=True)
@@ -252,6 +289,29 @@ class BlockList:
             {version: tuple(sorted(lengths, reverse=True)) for version, lengths in prefixes.items()},
             next_expiry,
         )
+
+
+_resume_in_child: list[Callable[[], None]] = []
+
+
+def resume_after_fork(start: Callable[[], None]) -> None:
+    """Have ``start`` run on the first block-list check in this (forked) process, not in the fork hook itself.
+
+    A thread started inside ``os.fork()``'s hook would also run in every short-lived child (a
+    multiprocessing worker, a pre-exec helper); the first request is the sign of a serving process.
+    """
+    _resume_in_child.append(start)
+
+
+def run_resumed() -> None:
+    """Start what ``resume_after_fork`` queued: one list check per request when there is nothing to do."""
+    if _resume_in_child:
+        pending, _resume_in_child[:] = list(_resume_in_child), []
+        for start in pending:
+            try:
+                start()
+            except Exception:  # never into the request
+                logger.exception("sqreen_otel could not restart a background thread after fork")
 
 
 def in_forked_child(method: Callable[[], None]) -> None:

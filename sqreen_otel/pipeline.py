@@ -132,11 +132,11 @@ def _processor(settings: Settings, scrubber: Scrubber) -> EventBatchProcessor:
 
 
 def _poller(settings: Settings) -> ActionsPoller | None:
-    """Poll the shared block list at each heartbeat, so every process of the app applies it."""
+    """Poll the shared block list every ``actions_poll_interval`` (conditional GETs), so every process applies it."""
     if not settings.actions_url:
         return None
     poller = ActionsPoller(
-        settings.actions_url, blocking.block_list, token=settings.actions_token, interval=settings.flush_interval
+        settings.actions_url, blocking.block_list, token=settings.actions_token, interval=settings.actions_poll_interval
     )
     poller.start()
     return poller

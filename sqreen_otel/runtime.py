@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import _logs
 
+from . import blocking
 from .clientip import IPNetwork, parse_networks
 from .scrub import Scrubber
 from .settings import Settings
@@ -36,9 +37,13 @@ class Runtime:
         return self.settings.disabled
 
     def refresh_actions(self) -> None:
-        """Pick up a changed actions file; at most one ``stat`` a second, from any request path."""
+        """Pick up a changed actions file; at most one ``stat`` a second, from any request path.
+
+        Also restarts, in a forked worker, the actions poller its parent ran (gunicorn ``--preload``).
+        """
         if self.actions_file is not None:
             self.actions_file.maybe_refresh()
+        blocking.run_resumed()
 
     @classmethod
     def build(cls, settings: Settings, logger: _logs.Logger | None = None, *, configured: bool = True) -> Runtime:

@@ -176,6 +176,7 @@ class Settings:
     actions_file: str | None = _spec(None, _parse_optional_str)
     actions_url: str | None = _spec(None, _parse_optional_str)
     actions_token: str | None = _spec(None, _parse_optional_str)
+    actions_poll_interval: float = _spec(5.0, _FLOAT, _positive)  # seconds: decisions reach apps within it
     disabled: bool = _spec(False, _parse_bool)
 
     def __post_init__(self) -> None:

@@ -17,7 +17,7 @@ from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
 
 from . import blocking, context, runtime, spans
-from .blocking import BlockEntry, UserBlocked
+from .blocking import BlockEntry, UserBlocked, UserRedirected
 from .event import PROPERTIES, TRAITS, identifier_attributes, request_attributes, scrubbed, span_attributes
 from .values import UnconvertibleValue
 
@@ -30,7 +30,8 @@ LOGIN_EVENT = "sq.sdk.users.login"
 SIGNUP_EVENT = "sq.sdk.users.signup"
 BLOCK_USER_EVENT = "sq.action.block_user"
 BLOCK_IP_EVENT = "sq.action.block_ip"
-ACTION_ID = "sqreen.action.id"
+ACTION_EVENT_PREFIX = "sq.action."
+ACTION_ID = blocking.ACTION_ID
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _failures = 0
 _failures_lock = threading.Lock()
@@ -67,12 +68,15 @@ def identify(user_identifiers: Mapping[str, str | int], traits: Mapping[str, Any
         logger.exception("sqreen_otel could not annotate the request span")
     entry = _blocked_user(identifiers)
     if entry is not None:
-        _record(BLOCK_USER_EVENT, {"user_identifiers": identifiers}, internal=True, extra={ACTION_ID: entry.action_id})
+        hit = {"user_identifiers": identifiers}
+        _record(ACTION_EVENT_PREFIX + entry.action, hit, internal=True, extra=entry.event_attributes())
+        if entry.url is not None:
+            raise UserRedirected(identifiers, entry.action_id, entry.url)
         raise UserBlocked(identifiers, entry.action_id)
 
 
 def refuse_ip(request: context.RequestContext) -> BlockEntry | None:
-    """The block entry refusing this request's client address, recorded as ``sq.action.block_ip``."""
+    """The entry refusing (or redirecting) this request's client address, recorded as ``sq.action.<type>``."""
     rt = runtime.current
     if rt.disabled:
         return None
@@ -82,7 +86,7 @@ def refuse_ip(request: context.RequestContext) -> BlockEntry | None:
     address = request.attributes().get("client.address")
     entry = blocking.block_list.match_ip(address if isinstance(address, str) else None)
     if entry is not None:
-        _record(BLOCK_IP_EVENT, {"request": request}, internal=True, extra={ACTION_ID: entry.action_id})
+        _record(ACTION_EVENT_PREFIX + entry.action, {"request": request}, internal=True, extra=entry.event_attributes())
     return entry
 
 

@@ -381,8 +381,11 @@ BAD_ACTION = {"id": "ok", "action": "block_ip", "ip": "1.2.3.4"}
         ({"id": "x", "action": "block_user", "user": {f"k{i}": "v" for i in range(17)}}, "at most 16"),
         ({"id": "x", "action": "block_user", "user": {"e": "v"}, "ip": "1.2.3.4"}, "'ip' is not allowed"),
         ({"id": "x", "action": "block_ip", "ip": "1.2.3.4", "user": {"e": "v"}}, "'user' is not allowed"),
-        ({"id": "x", "action": "block_everyone"}, "'action' must be 'block_user' or 'block_ip', got 'block_everyone'"),
-        ({"id": "x", "ip": "1.2.3.4"}, "'action' must be 'block_user' or 'block_ip', got None"),
+        (
+            {"id": "x", "action": "block_everyone"},
+            "'action' must be one of 'block_user', 'redirect_user', 'block_ip', 'redirect_ip', got 'block_everyone'",
+        ),
+        ({"id": "x", "ip": "1.2.3.4"}, "'redirect_ip', got None"),
         ({"action": "block_ip", "ip": "1.2.3.4"}, "'id' must be text of 1 to 256 characters, got None"),
         ({"id": "", "action": "block_ip", "ip": "1.2.3.4"}, "'id' must be text"),
         ({"id": 5, "action": "block_ip", "ip": "1.2.3.4"}, "'id' must be text"),
@@ -870,3 +873,91 @@ def test_poller_requests_are_not_traced(server: ActionsServer) -> None:
         assert spans.get_finished_spans() == ()
     finally:
         instrumentor.uninstrument()
+
+
+# -- redirects and decision metadata in the actions document --------------------------------------
+
+
+def test_parse_actions_redirects_and_decision_ids() -> None:
+    entries = parse_actions(
+        doc(
+            {"id": "r1", "action": "redirect_ip", "ip": "203.0.113.0/24", "url": "https://x.io/sorry?a=1#b"},
+            {"id": "r2", "action": "redirect_user", "user": {"email": "x@y.z"}, "url": "/verify", "alert": "al"},
+            {"id": "b1", "action": "block_ip", "ip": "192.0.2.1", "playbook": "credential-stuffing", "alert": None},
+        ),
+        "url",
+    )
+    assert entries == [
+        BlockEntry("r1", "ip", None, ipaddress.IPv4Network("203.0.113.0/24"), None, "url", "https://x.io/sorry?a=1#b"),
+        BlockEntry("r2", "user", {"email": "x@y.z"}, None, None, "url", "/verify", None, "al"),
+        BlockEntry("b1", "ip", None, ipaddress.IPv4Network("192.0.2.1/32"), None, "url", None, "credential-stuffing"),
+    ]
+    assert [entry.action for entry in entries] == ["redirect_ip", "redirect_user", "block_ip"]
+    assert entries[2].event_attributes() == {"sqreen.action.id": "b1", "sqreen.action.playbook": "credential-stuffing"}
+    bl = BlockList()
+    bl.replace_source("url", entries)
+    assert bl.match_ip("203.0.113.5") == entries[0]
+    assert bl.match_user({"email": "x@y.z", "id": 3}) == entries[1]
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        ({"id": "x", "action": "redirect_ip", "ip": "1.2.3.4"}, "'url' must be text of 1 to 2048 characters, got None"),
+        ({"id": "x", "action": "redirect_ip", "ip": "1.2.3.4", "url": ""}, "'url' must be text"),
+        ({"id": "x", "action": "redirect_ip", "ip": "1.2.3.4", "url": "/" + "a" * 2048}, "'url' must be text"),
+        (
+            {"id": "x", "action": "redirect_ip", "ip": "1.2.3.4", "url": "javascript:alert(1)"},
+            "http(s) URL with a host",
+        ),
+        ({"id": "x", "action": "redirect_ip", "ip": "1.2.3.4", "url": "//evil.example/x"}, "http(s) URL with a host"),
+        ({"id": "x", "action": "redirect_ip", "ip": "1.2.3.4", "url": "/\\evil.example"}, "http(s) URL with a host"),
+        ({"id": "x", "action": "redirect_ip", "ip": "1.2.3.4", "url": "https:///nohost"}, "http(s) URL with a host"),
+        ({"id": "x", "action": "redirect_ip", "ip": "1.2.3.4", "url": "/a\r\nSet-Cookie: x=1"}, "control"),
+        ({"id": "x", "action": "redirect_ip", "ip": "1.2.3.4", "url": "/a b"}, "spaces"),
+        ({"id": "x", "action": "redirect_ip", "ip": "1.2.3.4", "url": "/caf\u00e9"}, "non-ASCII"),
+        ({"id": "x", "action": "redirect_ip", "ip": "1.2.3.4", "url": 5}, "'url' must be text"),
+        ({"id": "x", "action": "block_ip", "ip": "1.2.3.4", "url": "/x"}, "'url' is only for redirect_ip and"),
+        (
+            {"id": "x", "action": "redirect_user", "user": {"e": "v"}, "ip": "1.2.3.4", "url": "/x"},
+            "'ip' is not allowed",
+        ),
+        ({"id": "x", "action": "redirect_ip", "ip": "1.2.3.4", "url": "/x", "playbook": ""}, "'playbook' must be text"),
+        ({"id": "x", "action": "block_ip", "ip": "1.2.3.4", "alert": 7}, "'alert' must be text of 1 to 256"),
+        ({"id": "x", "action": "block_ip", "ip": "1.2.3.4", "playbook": "p" * 257}, "'playbook' must be text"),
+    ],
+)
+def test_parse_actions_rejects_bad_redirects(action: Any, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_actions(doc(BAD_ACTION, action), "url")
+    assert str(info.value).startswith("actions[1]: ")
+    assert message in str(info.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_poller_resumes_in_a_forked_worker_on_its_first_check(server: ActionsServer) -> None:
+    """gunicorn --preload: configure() ran in the master; each worker polls from its first request on."""
+    from sqreen_otel import runtime
+
+    bl = BlockList()
+    server.serve(GOOD, etag='"v1"')
+    poller = ActionsPoller(server.url, bl, interval=0.05).start()
+    try:
+        server.serve(doc({"id": "c1", "action": "block_ip", "ip": "192.0.2.1"}), etag='"v2"')
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                if poller._thread is None:  # no thread in the child until a check
+                    runtime.current.refresh_actions()  # what every request does
+                    end = time.monotonic() + 5
+                    while bl.match_ip("192.0.2.1") is None and time.monotonic() < end:
+                        time.sleep(0.01)
+                    code = 0 if poller.running and bl.match_ip("192.0.2.1") is not None else 2
+                poller.stop()
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        poller.stop()

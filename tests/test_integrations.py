@@ -51,6 +51,7 @@ from werkzeug.test import Client as WerkzeugClient
 
 import sqreen_otel
 from sqreen_otel import context, runtime
+from sqreen_otel.actions import parse_actions
 from sqreen_otel.integrations import hooks
 from sqreen_otel.integrations.asgi import SqreenASGIMiddleware
 from sqreen_otel.integrations.flask import Sqreen
@@ -162,6 +163,7 @@ class Reply:
     status: int
     content_type: str
     body: bytes
+    location: str | None = None
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -232,7 +234,10 @@ class App:
                 headers=headers,
                 environ_base={"REMOTE_ADDR": peer},
             )
-            return Reply(response.status_code, response.headers.get("Content-Type", ""), response.get_data())
+            headers = response.headers
+            return Reply(
+                response.status_code, headers.get("Content-Type", ""), response.get_data(), headers.get("Location")
+            )
 
         return open_
 
@@ -262,7 +267,9 @@ class App:
                 headers=headers,
                 REMOTE_ADDR=peer,
             )
-            return Reply(response.status_code, response.get("Content-Type", ""), response.content)
+            return Reply(
+                response.status_code, response.get("Content-Type", ""), response.content, response.get("Location")
+            )
 
         self._open = open_
 
@@ -310,8 +317,12 @@ class App:
             all_headers = dict(headers)
             if content_type:
                 all_headers["Content-Type"] = content_type
-            response = client.request(method, f"{path}?{query}" if query else path, content=body, headers=all_headers)
-            return Reply(response.status_code, response.headers.get("content-type", ""), response.content)
+            target = f"{path}?{query}" if query else path
+            response = client.request(method, target, content=body, headers=all_headers, follow_redirects=False)
+            headers = response.headers
+            return Reply(
+                response.status_code, headers.get("content-type", ""), response.content, headers.get("location")
+            )
 
         return open_
 
@@ -659,6 +670,61 @@ def test_blocked_ip_gets_403_before_the_view(make: Callable[..., App], events: E
     assert sqreen_otel.unblock_ip("203.0.113.7") == 1
     assert app.request("track", peer="203.0.113.7").status == 200
     assert events.names() == ["ev", "ev"]
+
+
+# -- redirect decisions (redirect_ip, redirect_user) -----------------------------------------------
+
+
+def test_redirect_decisions_answer_303_and_record_their_hit(
+    make: Callable[..., App], events: Events, kind: str
+) -> None:
+    document = {"version": 1, "actions": [
+        {"id": "d-ip", "action": "redirect_ip", "ip": "203.0.113.0/24", "url": "https://example.com/sorry?x=1",
+         "playbook": "scanners", "alert": "al-1"},
+        {"id": "d-user", "action": "redirect_user", "user": {"email": "bad@x.y"}, "url": "/verify",
+         "playbook": "account-takeover", "alert": "al-2"},
+        {"id": "d-block", "action": "block_ip", "ip": "198.51.100.7", "playbook": "credential-stuffing"},
+    ]}  # fmt: skip
+    sqreen_otel.block_list.replace_source("url", parse_actions(json.dumps(document), "url"))
+    app = make(kind)
+
+    reply = app.request("track", peer="203.0.113.9", headers={"Accept": JSON})
+    assert (reply.status, reply.location, reply.body) == (303, "https://example.com/sorry?x=1", b"")
+    assert not app.seen.ran
+    assert events.names() == ["sq.action.redirect_ip"]
+    hit = events.one("sq.action.redirect_ip")
+    assert hit["client.address"] == "203.0.113.9"
+    assert {k: v for k, v in hit.items() if k.startswith("sqreen.action.")} == {
+        "sqreen.action.id": "d-ip", "sqreen.action.playbook": "scanners", "sqreen.action.alert": "al-1",
+        "sqreen.action.url": "https://example.com/sorry?x=1",
+    }  # fmt: skip
+
+    events.clear()
+    reply = app.request("login:bad@x.y,track")
+    assert (reply.status, reply.location) == (303, "/verify")
+    assert app.seen.steps == ["start"]  # stopped in auth_track: nothing after it ran
+    hit = events.one("sq.action.redirect_user")
+    assert (hit["sqreen.user.email"], hit["sqreen.action.id"], hit["sqreen.action.alert"]) == (
+        "bad@x.y",
+        "d-user",
+        "al-2",
+    )
+
+    events.clear()
+    reply = app.request("track", peer="198.51.100.7", headers={"Accept": JSON})
+    assert reply.status == 403 and reply.location is None and reply.json()["action_id"] == "d-block"
+    assert events.one("sq.action.block_ip")["sqreen.action.playbook"] == "credential-stuffing"
+
+    events.clear()
+    assert app.request("login:good@x.y,track", peer="192.0.2.1").status == 200  # others pass
+    assert events.names() == ["sq.sdk.users.login", "ev"]
+
+
+def test_user_redirected_is_a_user_blocked() -> None:
+    exc = sqreen_otel.UserRedirected({"email": "a@b.c"}, "d1", "/away")
+    assert isinstance(exc, sqreen_otel.UserBlocked)
+    assert (exc.action_id, exc.redirect_url, str(exc)) == ("d1", "/away", "user redirected by action d1")
+    assert sqreen_otel.UserBlocked({}, "d2").redirect_url is None
 
 
 # -- the client address behind proxies -------------------------------------------------------------

@@ -10,7 +10,7 @@ from ..context import request_scope
 from ..request import ASGIBody, from_asgi
 from ..track import refuse_ip
 from . import request_options
-from ._forbidden import STATUS, forbidden
+from ._forbidden import refusal
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -19,16 +19,17 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def send_forbidden(scope: Scope, send: Send, reason: str, action_id: str) -> None:
+async def send_forbidden(scope: Scope, send: Send, reason: str, action_id: str, url: str | None = None) -> None:
+    """403, or 303 to ``url`` for a redirect decision."""
     accept = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == b"accept"), None)
-    content_type, body = forbidden(accept, reason, action_id)
-    headers = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": STATUS, "headers": headers})
+    status, headers, body = refusal(accept, reason, action_id, url)
+    raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
 
 class SqreenASGIMiddleware:
-    """Makes each HTTP request current for ``track()``; refuses blocked IPs and users with a 403.
+    """Makes each HTTP request current for ``track()``; refuses blocked IPs and users (403) or redirects them (303).
 
     The request body is buffered up to ``max_body_size`` so that ``collect_body`` can read it
     without taking it from the application.
@@ -48,7 +49,7 @@ class SqreenASGIMiddleware:
         with request_scope(request):
             entry = refuse_ip(request)
             if entry is not None:
-                await send_forbidden(scope, send, "Your IP address is blocked", entry.action_id)
+                await send_forbidden(scope, send, "Your IP address is blocked", entry.action_id, entry.url)
                 return
             started = False
 
@@ -62,4 +63,4 @@ class SqreenASGIMiddleware:
             except UserBlocked as exc:
                 if started:  # too late for a 403: let the server end the response
                     raise
-                await send_forbidden(scope, send, "This account is blocked", exc.action_id)
+                await send_forbidden(scope, send, "This account is blocked", exc.action_id, exc.redirect_url)

@@ -17,12 +17,17 @@ from ..context import request_scope
 from ..request import from_django
 from ..track import refuse_ip
 from . import request_options
-from ._forbidden import STATUS, forbidden
+from ._forbidden import refusal
 
 
-def _forbidden(request: HttpRequest, reason: str, action_id: str) -> HttpResponse:
-    content_type, body = forbidden(request.headers.get("Accept"), reason, action_id)
-    return HttpResponse(body, status=STATUS, content_type=content_type)
+def _forbidden(request: HttpRequest, reason: str, action_id: str, url: str | None = None) -> HttpResponse:
+    """403, or 303 to ``url`` for a redirect decision."""
+    status, headers, body = refusal(request.headers.get("Accept"), reason, action_id, url)
+    response = HttpResponse(body, status=status)
+    for name, value in headers:
+        if name != "Content-Length":
+            response[name] = value
+    return response
 
 
 def _cache_small_body(request: HttpRequest, limit: int) -> None:
@@ -40,7 +45,7 @@ def _cache_small_body(request: HttpRequest, limit: int) -> None:
 
 
 class SqreenMiddleware:
-    """Makes each request current for ``track()``; refuses blocked IPs and users with a 403."""
+    """Makes each request current for ``track()``; refuses blocked IPs and users (403) or redirects them (303)."""
 
     sync_capable = True
     async_capable = False
@@ -55,10 +60,10 @@ class SqreenMiddleware:
         with request_scope(sqreen_request):
             entry = refuse_ip(sqreen_request)
             if entry is not None:
-                return _forbidden(request, "Your IP address is blocked", entry.action_id)
+                return _forbidden(request, "Your IP address is blocked", entry.action_id, entry.url)
             return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> Any:
         if isinstance(exception, UserBlocked):
-            return _forbidden(request, "This account is blocked", exception.action_id)
+            return _forbidden(request, "This account is blocked", exception.action_id, exception.redirect_url)
         return None

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..blocking import UserBlocked
-from ._forbidden import STATUS, forbidden
+from ._forbidden import refusal
 from .wsgi import SqreenWSGIMiddleware
 
 EXTENSION = "sqreen_otel"
 
 
 class Sqreen:
-    """Flask extension: the WSGI middleware around ``app.wsgi_app`` plus a 403 for ``UserBlocked``.
+    """Flask extension: the WSGI middleware around ``app.wsgi_app`` plus a 403 (303 for a redirect) for ``UserBlocked``.
 
     Flask turns exceptions from views into 500s before a WSGI middleware sees them, hence the
     error handler.
@@ -33,5 +33,6 @@ class Sqreen:
 def _user_blocked(exc: UserBlocked) -> Any:
     from flask import request
 
-    content_type, body = forbidden(request.headers.get("Accept"), "This account is blocked", exc.action_id)
-    return body, STATUS, {"Content-Type": content_type}
+    reason = "This account is blocked"
+    status, headers, body = refusal(request.headers.get("Accept"), reason, exc.action_id, exc.redirect_url)
+    return body, status, headers
