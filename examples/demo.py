@@ -1,14 +1,18 @@
-"""The end-to-end demo: the Event Explorer, an example web app, traffic, and a past-event import.
+"""The end-to-end demo: the Event Explorer, an example web app, traffic, a block, and a past-event import.
 
-    python examples/demo.py              # then open the printed URL; Ctrl-C to stop
-    python examples/demo.py --no-wait    # run the scenario and stop (CI uses this)
+    python examples/demo.py                               # then open the printed URLs; Ctrl-C to stop
+    python examples/demo.py --port 4318 --app-port 5000   # fixed ports (default: free ones)
+    python examples/demo.py --no-wait                     # run the scenario and stop (CI uses this)
 
-1. starts ``sqreen-otel serve`` (the Event Explorer) on a free loopback port, over a temporary database;
-2. serves ``examples/flask_app.py`` (login form, custom event, a blocked user) on another port,
-   exporting to the explorer;
-3. sends traffic: failed and successful logins, a blocked user's login, a password-reset event;
-4. imports ``examples/past_events.jsonl`` (with one bad line, rejected with its reason);
-5. prints what the explorer holds and the URL to open.
+1. starts ``sqreen-otel serve`` (the Event Explorer) on loopback, over a temporary database;
+2. blocks mallory through the explorer (``sqreen-otel block-user``), as an operator would;
+3. serves ``examples/flask_app.py`` (login form, custom event) on another port, exporting to the
+   explorer and polling its block list (``actions_url``), so the app refuses mallory;
+4. sends traffic: failed and successful logins, mallory's refused login, a password-reset event;
+5. imports ``examples/past_events.jsonl`` (with one bad line, rejected with its reason);
+6. prints what the explorer holds and what to look at.
+
+Exit status: 0 done; 1 a step failed (the message says which); 3 a port was busy.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,12 +42,6 @@ class QuietHandler(WSGIRequestHandler):
         pass
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def wait_until_up(url: str, deadline: float = 15.0) -> None:
     stop = time.monotonic() + deadline
     while time.monotonic() < stop:
@@ -61,39 +58,124 @@ def sqreen_otel_command() -> list[str]:
     return [script] if script else [sys.executable, "-m", "sqreen_otel.cli"]
 
 
-def traffic(app_url: str) -> None:
+MALLORY = {"email": "mallory@example.com"}
+
+
+class DemoFailed(Exception):
+    """A step of the scenario did not do what it should: its message, and the exit status."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def start_explorer(workdir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
+    """``sqreen-otel serve``; its URL from the banner it prints once listening (so ``--port 0`` works)."""
+    server = subprocess.Popen(
+        [*sqreen_otel_command(), "serve", "--db", str(workdir / "events.sqlite"), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    banner = server.stdout.readline()  # empty when serve exits: it printed its reason on stderr
+    if not banner.startswith("Event Explorer on http://"):
+        status = server.wait(10)
+        raise DemoFailed("the Event Explorer did not start", 3 if status == 3 else 1)
+    threading.Thread(target=shutil.copyfileobj, args=(server.stdout, sys.stdout), daemon=True).start()
+    return server, banner.split()[3].rstrip("/")
+
+
+def block_mallory(explorer: str) -> str:
+    """Block mallory with the CLI, as an operator would; the id of the block action."""
+    command = [*sqreen_otel_command(), "block-user", "--url", explorer, "--id", f"email={MALLORY['email']}"]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise DemoFailed(f"sqreen-otel block-user failed: {result.stderr.strip()}")
+    print(f"  $ sqreen-otel block-user --url {explorer} --id email={MALLORY['email']}\n  {result.stdout.strip()}")
+    return result.stdout.rsplit("(action ", 1)[1].rstrip(")\n")
+
+
+def wait_for_block(deadline: float = 15.0) -> None:
+    """The app's poller fetches the explorer's block list at start-up; wait until it holds mallory."""
+    stop = time.monotonic() + deadline
+    while sqreen_otel.block_list.match_user(MALLORY) is None:
+        if time.monotonic() > stop:
+            raise DemoFailed(f"the app did not get the explorer's block list within {deadline:.0f}s")
+        time.sleep(0.05)
+
+
+def traffic(app_url: str) -> int:
+    """Send the scenario's requests; the status of mallory's login."""
+
     def login(email: str, password: str) -> int:
         return requests.post(f"{app_url}/login", data={"email": email, "password": password}, timeout=5).status_code
 
     print(f"  failed login for alice            -> {login('alice@example.com', 'guess')}")
     print(f"  failed login for alice, again     -> {login('alice@example.com', 'password123')}")
     print(f"  successful login for alice        -> {login('alice@example.com', 'wonderland')}")
-    print(f"  blocked user mallory logs in      -> {login('mallory@example.com', 'trustno1')}")
+    refused = login(MALLORY["email"], "trustno1")
+    print(f"  blocked user mallory logs in      -> {refused}  (the right password, refused by the block)")
     reset = requests.post(f"{app_url}/reset-password?token=s3cr3t-link", data={"email": "bob@example.com"}, timeout=5)
     print(f"  password reset for bob            -> {reset.status_code}  (the ?token= is masked in the event)")
+    return refused
+
+
+def what_to_look_at(explorer: str, action_id: str) -> None:
+    names = {row["name"]: row["count"] for row in requests.get(f"{explorer}/api/summary", timeout=5).json()["names"]}
+    print("\nThe explorer now holds:")
+    for name, count in names.items():
+        print(f"  {count:>3}  {name}")
+    refusals = requests.get(f"{explorer}/api/events", params={"name": "sq.action.block_user"}, timeout=5).json()
+    if [e["attributes"].get("sqreen.action.id") for e in refusals["events"]] != [action_id]:
+        raise DemoFailed(f"expected one sq.action.block_user event naming action {action_id}, got {refusals}")
+    print("\nIts block list, which every app polling /v1/actions applies:")
+    for action in requests.get(f"{explorer}/api/actions", timeout=5).json()["actions"]:
+        user = action.get("user")
+        target = ",".join(f"{k}={v}" for k, v in user.items()) if user else action.get("ip")
+        print(f"  {action['id']}  {action['action']} {target} (expires {action.get('expires_at') or 'never'})")
+    sights = [
+        ("/", "every event, newest first, and the histogram over time"),
+        ("/?name=sq.sdk.users.login", "alice's two failed logins, then her successful one"),
+        ("/?name=sq.action.block_user", f"mallory refused: the event's sqreen.action.id is {action_id}"),
+        ("/actions", "the block list: that action, with buttons to lift it"),
+        ("/?name=password_reset", "open the event: the request's token parameter is [REDACTED]"),
+        ("/summary", "counts per name, the imported 2018 events included"),
+    ]
+    width = max(len(explorer + path) for path, _ in sights)
+    print("\nWhat to look at:")
+    for path, what in sights:
+        print(f"  {explorer + path:<{width}}  {what}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=0, help="the Event Explorer's port (default: a free one)")
+    parser.add_argument("--app-port", type=int, default=0, help="the example app's port (default: a free one)")
     parser.add_argument("--no-wait", action="store_true", help="stop after the scenario instead of serving on")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="sqreen-otel-demo-"))
-    explorer_port, app_port = free_port(), free_port()
-    explorer = f"http://127.0.0.1:{explorer_port}"
-    server = subprocess.Popen(
-        [*sqreen_otel_command(), "serve", "--db", str(workdir / "events.sqlite"), "--port", str(explorer_port)]
-    )
+    server: subprocess.Popen[str] | None = None
     web = None
     try:
-        wait_until_up(f"{explorer}/api/summary")
+        server, explorer = start_explorer(workdir, args.port)
         print(f"Event Explorer running at {explorer}/\n")
 
-        sqreen_otel.configure(endpoint=f"{explorer}/v1/logs", flush_interval=1.0)
-        web = make_server("127.0.0.1", app_port, create_app(), threaded=True, request_handler=QuietHandler)
+        print("Blocking mallory through the explorer:")
+        action_id = block_mallory(explorer)
+
+        sqreen_otel.configure(endpoint=f"{explorer}/v1/logs", actions_url=f"{explorer}/v1/actions", flush_interval=1.0)
+        try:
+            web = make_server("127.0.0.1", args.app_port, create_app(block_mallory=False), threaded=True,
+                              request_handler=QuietHandler)  # fmt: skip
+        except OSError as exc:
+            raise DemoFailed(f"the example app cannot listen on 127.0.0.1:{args.app_port}: {exc.strerror}", 3) from None
         threading.Thread(target=web.serve_forever, daemon=True).start()
-        print(f"Example Flask app at http://127.0.0.1:{app_port}/ sends its events there. Traffic:")
-        traffic(f"http://127.0.0.1:{app_port}")
+        wait_for_block()
+        app_url = f"http://127.0.0.1:{web.server_port}"
+        print(f"\nExample Flask app at {app_url}/ sends its events there and polls its block list. Traffic:")
+        if traffic(app_url) != 403:
+            raise DemoFailed("mallory's login was not refused")
         sqreen_otel.flush(timeout=5)
 
         past = workdir / "past_events.jsonl"
@@ -102,23 +184,23 @@ def main() -> int:
         env = {**os.environ, "SQREEN_OTEL_ENDPOINT": f"{explorer}/v1/logs"}
         subprocess.run([*sqreen_otel_command(), "import", str(past)], env=env, check=False)
 
-        summary = requests.get(f"{explorer}/api/summary", timeout=5).json()["names"]
-        print("\nThe explorer now holds:")
-        for row in summary:
-            print(f"  {row['count']:>3}  {row['name']}")
-        print(f"\nOpen {explorer}/ to explore them: filter, look at an event, block a user or an IP.")
+        what_to_look_at(explorer, action_id)
         if not args.no_wait:
-            print("Ctrl-C to stop.")
+            print("\nCtrl-C to stop.")
             while True:
                 time.sleep(3600)
+    except DemoFailed as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return exc.status
     except KeyboardInterrupt:
         pass
     finally:
         sqreen_otel.shutdown(timeout=2)
         if web is not None:
             web.shutdown()
-        server.terminate()
-        server.wait(10)
+        if server is not None:
+            server.terminate()
+            server.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

@@ -45,11 +45,13 @@ def check_password(email: str, password: str) -> bool:
     return same and expected is not None
 
 
-def create_app() -> Flask:
+def create_app(*, block_mallory: bool = True) -> Flask:
+    """``block_mallory=False``: blocks come only from the shared block list (``actions_url``), as in the demo."""
     app = Flask(__name__)
     app.secret_key = "example only"  # a demo app: load a real secret
     Sqreen(app)
-    sqreen_otel.block_user(BLOCKED)  # at start-up; in production: the actions file or URL
+    if block_mallory:
+        sqreen_otel.block_user(BLOCKED)  # at start-up, in this process only; in production: the actions file or URL
 
     @app.before_request
     def identify_logged_in_user() -> None:

@@ -1,17 +1,22 @@
 """``sqreen-otel``: run the Event Explorer and work with it from a terminal.
 
     sqreen-otel serve [--db events.sqlite] [--host 127.0.0.1] [--port 4318] [--token T]
-    sqreen-otel import FILE            past events (JSON Lines or CSV) through the normal pipeline
+    sqreen-otel import FILE            past events (JSON Lines, CSV or OTLP JSON) through the normal pipeline
     sqreen-otel tail                   follow events arriving at a running explorer
     sqreen-otel block-user / block-ip / unblock-user / unblock-ip / actions
 
-Client commands find the explorer with ``--url`` (default ``http://127.0.0.1:4318``) and ``--token``
-(or ``SQREEN_OTEL_EXPLORER_URL`` / ``SQREEN_OTEL_EXPLORER_TOKEN``).
+Client commands find the explorer with ``--url`` (default ``http://127.0.0.1:4318``) and ``--token``,
+or the environment variables ``SQREEN_OTEL_EXPLORER_URL`` and ``SQREEN_OTEL_EXPLORER_TOKEN``:
+
+    sqreen-otel tail --url http://explorer.internal:4318 --token T --name sq.sdk.users.login
+    SQREEN_OTEL_EXPLORER_URL=http://explorer.internal:4318 sqreen-otel actions
 
 Exit status: 0 done; 1 the explorer could not be reached or refused the request (its message is
-shown), or an unblocked user or address is still blocked by another entry; 2 bad arguments (and
-``serve`` refusing to listen beyond loopback without a token). ``import``: 0 every line sent, 1 some
-lines rejected (see ``FILE.rejected``), 2 the export did not complete or the file could not be read.
+shown), or an unblocked user or address is still blocked by another entry; 2 bad arguments. ``serve``:
+1 the database could not be opened, 2 also a missing extra or ``--host`` beyond loopback without a
+token, 3 cannot listen (port in use). ``import``: 0 every line sent, 1 some lines rejected (see
+``FILE.rejected``), 2 the export did not complete or the file could not be read. Each command's
+``--help`` lists its own.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import ipaddress
 import json
 import os
 import signal
+import socket
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +38,7 @@ from .explorer.client import TAIL_PAGE, TOKEN_ENV, ExplorerClient, ExplorerError
 
 DEFAULT_DB = "events.sqlite"
 DEFAULT_PORT = 4318
+EXIT_CANNOT_LISTEN = 3  # serve: the address is in use, not available or not permitted (as uvicorn's start-up failure)
 
 Command = Callable[[argparse.Namespace], int]
 _commands: dict[str, Command] = {}
@@ -67,15 +75,53 @@ def serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         print(f"the explorer needs its extra: pip install 'sqreen_otel[explorer]' ({exc})", file=sys.stderr)
         return 2
-    max_age = args.max_age_days * 86400 if args.max_age_days else None
-    store = Store(args.db, max_age=max_age, max_rows=args.max_rows or None)
-    url = f"http://{args.host}:{args.port}"
-    print(f"Event Explorer on {url}/  (OTLP logs: {url}/v1/logs, actions: {url}/v1/actions)", flush=True)
     try:
-        uvicorn.run(create_app(store, token=args.token), host=args.host, port=args.port, log_level="warning")
+        sock = listen(args.host, args.port)
+    except OSError as exc:
+        print(f"sqreen-otel serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CANNOT_LISTEN
+    max_age = args.max_age_days * 86400 if args.max_age_days else None
+    try:
+        store = Store(args.db, max_age=max_age, max_rows=args.max_rows or None)
+    except (sqlite3.Error, OSError) as exc:
+        sock.close()
+        print(f"sqreen-otel serve: cannot open the database {args.db}: {exc}", file=sys.stderr)
+        return 1
+    host, port = sock.getsockname()[:2]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    print(f"Event Explorer on {url}/  (OTLP logs: {url}/v1/logs, actions: {url}/v1/actions)", flush=True)
+    server = uvicorn.Server(uvicorn.Config(create_app(store, token=args.token), log_level="warning"))
+    # uvicorn stops on SIGINT and SIGTERM, then raises the signal again for the previous handler: make that
+    # handler a clean stop for SIGTERM too (status 0, the database closed), as Ctrl-C is.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
     finally:
+        sock.close()
         store.close()
-    return 0
+    return 0 if server.started else EXIT_CANNOT_LISTEN
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket, bound before anything is printed: a busy port is an error, never a banner then one.
+
+    Like uvicorn's own: ``SO_REUSEADDR`` (a restart does not wait for TIME_WAIT; two servers still cannot
+    share a port), the first address ``host`` resolves to.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]  # fmt: skip
+    sock = socket.socket(family, kind, proto)
+    try:
+        if os.name != "nt":  # on Windows SO_REUSEADDR lets a second server steal the port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 @command("import")
@@ -293,15 +339,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sqreen-otel", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("serve", help="run the Event Explorer (OTLP receiver, UI, actions feed)")
+    p = _subcommand(sub, "serve", "run the Event Explorer (OTLP receiver, UI, actions feed)")
     p.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default: {DEFAULT_DB})")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
+    p.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help=f"port, 0 for any free one (default: {DEFAULT_PORT})"
+    )
     p.add_argument("--token", help="required on every request; mandatory when binding beyond loopback")
     p.add_argument("--max-age-days", type=float, default=30.0, help="drop events received longer ago (default 30)")
     p.add_argument("--max-rows", type=int, default=5_000_000, help="keep at most this many events (default 5M)")
 
-    p = sub.add_parser("import", help="send past events from a JSON Lines or CSV file through the pipeline")
+    p = _subcommand(sub, "import", "send past events from a JSON Lines or CSV file through the pipeline")
     p.add_argument("file", help="one event per line: .jsonl / .ndjson / .json or .csv")
     p.add_argument("--endpoint", help="OTLP logs URL (default: SQREEN_OTEL_ENDPOINT, else the explorer at "
                                       "http://127.0.0.1:4318/v1/logs)")  # fmt: skip
@@ -309,7 +357,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="sent as Authorization: Bearer (default: SQREEN_OTEL_EXPLORER_TOKEN)")
 
     def client_parser(name: str, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help)
+        p = _subcommand(sub, name, help)
         p.add_argument("--url", help="the explorer (default: SQREEN_OTEL_EXPLORER_URL, else http://127.0.0.1:4318)")
         p.add_argument("--token", help="the explorer's token (default: SQREEN_OTEL_EXPLORER_TOKEN)")
         return p
@@ -335,6 +383,93 @@ def _parser() -> argparse.ArgumentParser:
     p = client_parser("actions", "list the block actions in force")
     p.add_argument("--json", action="store_true", help="as JSON")
     return parser
+
+
+# Shown at the end of each command's --help (and in the README): how to point it at an explorer, and
+# what its exit status means. A command without an entry gets the client commands' status.
+_CLIENT_STATUS = ((0, "done"), (1, "the explorer could not be reached or refused the request (its message is shown)"),
+                  (2, "bad arguments"))  # fmt: skip
+_URL_EXAMPLES = (
+    "--url http://explorer.internal:4318 --token T",
+    "SQREEN_OTEL_EXPLORER_URL=http://explorer.internal:4318",
+)
+HELP: dict[str, tuple[tuple[str, ...], tuple[tuple[int, str], ...]]] = {
+    "serve": (
+        ("sqreen-otel serve", "sqreen-otel serve --db /var/lib/sqreen-otel/events.sqlite --port 4318",
+         "sqreen-otel serve --host 0.0.0.0 --token \"$(openssl rand -hex 16)\""),
+        ((0, "stopped by Ctrl-C or SIGTERM"), (1, "the database could not be opened"),
+         (2, "bad arguments, the explorer extra is missing, or --host beyond loopback without --token"),
+         (EXIT_CANNOT_LISTEN, "cannot listen: the port is in use, the address is not available or not permitted "
+                              "(nothing is printed on stdout)")),
+    ),
+    "import": (
+        ("sqreen-otel import past.jsonl", "sqreen-otel import otlp-logs.json --endpoint http://explorer.internal:4318/v1/logs",
+         "SQREEN_OTEL_ENDPOINT=http://explorer.internal:4318/v1/logs sqreen-otel import past.csv"),
+        ((0, "every line was sent"), (1, "some lines were rejected (each reported, and copied to FILE.rejected)"),
+         (2, "bad arguments, the file could not be read, or the export did not complete")),
+    ),
+    "tail": (
+        ("sqreen-otel tail --name sq.sdk.users.login", f"sqreen-otel tail {_URL_EXAMPLES[0]} --ip 203.0.113.7",
+         f"{_URL_EXAMPLES[1]} sqreen-otel tail --from-start"),
+        ((0, "stopped by Ctrl-C or SIGTERM"),
+         (1, "the explorer could not be reached at start, or refused the request (a lost explorer is retried)"),
+         (2, "bad arguments")),
+    ),
+    "block-user": (
+        ("sqreen-otel block-user --id email=mallory@example.com --duration 3600",
+         f"sqreen-otel block-user {_URL_EXAMPLES[0]} --id id=42",
+         f"{_URL_EXAMPLES[1]} sqreen-otel block-user --id email=x@y.z"),
+        _CLIENT_STATUS,
+    ),
+    "block-ip": (
+        ("sqreen-otel block-ip 203.0.113.0/24", f"sqreen-otel block-ip {_URL_EXAMPLES[0]} 198.51.100.23 --duration 600",
+         f"{_URL_EXAMPLES[1]} sqreen-otel block-ip 2001:db8::/32"),
+        _CLIENT_STATUS,
+    ),
+    "unblock-user": (
+        ("sqreen-otel unblock-user --id email=mallory@example.com",
+         f"sqreen-otel unblock-user {_URL_EXAMPLES[0]} --id id=42"),
+        ((0, "no block applies to the user any more"),
+         (1, "the user is still blocked by another entry (listed), or the explorer could not be reached or refused"),
+         (2, "bad arguments")),
+    ),
+    "unblock-ip": (
+        ("sqreen-otel unblock-ip 203.0.113.0/24", f"{_URL_EXAMPLES[1]} sqreen-otel unblock-ip 198.51.100.23"),
+        ((0, "no block applies to the address any more"),
+         (1, "the address is still blocked by another entry (listed), or the explorer could not be reached or refused"),
+         (2, "bad arguments")),
+    ),
+    "actions": (
+        ("sqreen-otel actions", f"sqreen-otel actions {_URL_EXAMPLES[0]} --json",
+         f"{_URL_EXAMPLES[1]} sqreen-otel actions"),
+        _CLIENT_STATUS,
+    ),
+}  # fmt: skip
+
+
+def epilog(name: str) -> str:
+    """The examples and exit status of one command, for its --help."""
+    examples, status = HELP.get(name, ((), _CLIENT_STATUS))
+    lines = ["examples:", *(f"  {example}" for example in examples), ""] if examples else []
+    lines += ["exit status:", *(f"  {code}  {meaning}" for code, meaning in status)]
+    return "\n".join(lines)
+
+
+def _subcommand(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=help, description=help, epilog=epilog(name), formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    return parser
+
+
+def _port(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {raw!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number from 0 to 65535, got {raw!r}")
+    return value
 
 
 def _positive(raw: str) -> float:
