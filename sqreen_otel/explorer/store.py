@@ -28,8 +28,6 @@ from typing import Any, Literal
 from ..actions import MAX_ACTIONS, MAX_DOCUMENT_BYTES
 from ..blocking import MAX_IDENTIFIERS, check_identifiers, check_network
 
-SCHEMA_VERSION = 1
-_SET_SCHEMA_VERSION = "PRAGMA user_version = 1"  # pragmas take no parameters: keep in step with SCHEMA_VERSION
 MAX_FILTER_LENGTH = 1024
 MAX_TEXT = 1024  # indexed text columns (name, address, path, method, ids, scope, user values)
 MAX_PAGE = 500
@@ -37,6 +35,8 @@ MAX_BUCKETS = 1000
 PRUNE_EVERY_SECONDS = 10.0
 PRUNE_EVERY_ROWS = 10_000
 INT64_MAX = 2**63 - 1
+UINT64_MAX = 2**64 - 1  # OTLP times are fixed64: up to the year 2554
+UID_ATTRIBUTE = "log.record.uid"  # OpenTelemetry semantic conventions: a unique id per log record
 
 USER_PREFIX = "sqreen.user."
 TRAITS_PREFIX = "sqreen.user.traits."
@@ -45,7 +45,10 @@ _PROP_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
 
 Clock = Callable[[], float]
 
-_SCHEMA = (
+# The schema as a list of migrations: a database at ``PRAGMA user_version`` N has had the first N applied.
+# Opening a database applies the missing ones in one transaction, so older files stay readable. To change
+# the schema, APPEND an entry (SQL text or a function of the connection); never edit or reorder past ones.
+_V1 = (
     """CREATE TABLE IF NOT EXISTS events (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         time_ns INTEGER NOT NULL,
@@ -82,14 +85,26 @@ _SCHEMA = (
         created_at REAL NOT NULL
     )""",
 )
+MIGRATIONS: tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], ...] = (
+    _V1,  # 1: events, users, actions
+    (  # 2: exactly-once ingest by OTel's log.record.uid (NULLs are distinct: events without one always go in);
+        # the exact OTLP time when it does not fit SQLite's signed 64-bit INTEGER (after 2262-04-11)
+        "ALTER TABLE events ADD COLUMN uid TEXT",
+        "CREATE UNIQUE INDEX IF NOT EXISTS events_uid ON events (uid)",
+        "ALTER TABLE events ADD COLUMN time_exact TEXT",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = (
-    "id, time_ns, received_ns, name, user, client_address, path, method, trace_id, span_id, attributes, resource, scope"
+    "id, time_ns, received_ns, name, user, client_address, path, method, trace_id, span_id, attributes, resource,"
+    " scope, time_exact, length(attributes) + length(resource)"
 )
 _INSERT_EVENT = (
     "INSERT INTO events (id, time_ns, received_ns, name, user, client_address, path, method, trace_id, span_id,"
-    " attributes, resource, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " attributes, resource, scope, uid, time_exact) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_KNOWN_UIDS = "SELECT uid FROM events WHERE uid IN (SELECT value FROM json_each(?))"
 _INSERT_USER = "INSERT INTO event_users (event_id, key, value) VALUES (?, ?, ?)"
 # A property compared as text: strings as they are, numbers and booleans as JSON writes them.
 _PROP_MATCH = (
@@ -124,8 +139,8 @@ class Filters:
                 object.__setattr__(self, name, _filter_text(name, value))
         for name in ("since_ns", "until_ns"):
             value = getattr(self, name)
-            if value is not None and (type(value) is not int or not 0 <= value <= INT64_MAX):
-                raise ValueError(f"{name} must be an integer from 0 to 2**63-1 (nanoseconds), got {_short(value)}")
+            if value is not None and (type(value) is not int or not 0 <= value <= UINT64_MAX):
+                raise ValueError(f"{name} must be an integer from 0 to 2**64-1 (nanoseconds), got {_short(value)}")
         if self.prop is not None:
             if not isinstance(self.prop, tuple) or len(self.prop) != 2:
                 raise ValueError("prop must be a (key, value) pair")
@@ -165,10 +180,16 @@ class Event:
     scope: str | None
 
 
+class Page(list[Event]):
+    """Events of one query, newest or oldest first; ``more`` when more match (a full page, or the byte budget hit)."""
+
+    more: bool = False
+
+
 def _event(row: tuple[Any, ...]) -> Event:
     return Event(
         row[0],
-        row[1],
+        int(row[13]) if row[13] else row[1],
         row[2],
         row[3],
         json.loads(row[4]) if row[4] else {},
@@ -242,9 +263,13 @@ def _text(value: Any) -> str | None:
 
 
 def _ns(value: Any) -> int:
-    if type(value) is not int:
-        return 0
-    return value if 0 <= value <= INT64_MAX else (INT64_MAX if value > 0 else 0)
+    """An OTLP time (fixed64): anything else is 0 ("unknown")."""
+    return value if type(value) is int and 0 <= value <= UINT64_MAX else 0
+
+
+def _sql_ns(value: int) -> int:
+    """A time as SQLite's signed INTEGER can hold it: past 2262-04-11 it is ordered, filtered and charted as 2**63-1."""
+    return min(value, INT64_MAX)
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -349,10 +374,22 @@ class Store:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise RuntimeError(f"{self.path}: schema version {version} is newer than this code's {SCHEMA_VERSION}")
-            for statement in _SCHEMA:
-                conn.execute(statement)
+            for migration in MIGRATIONS[version:]:
+                for step in migration:
+                    if isinstance(step, str):
+                        conn.execute(step)
+                    else:
+                        step(conn)
             if version < SCHEMA_VERSION:
-                conn.execute(_SET_SCHEMA_VERSION)
+                # Pragmas take no parameters; the value is our own integer constant.
+                conn.execute(f"PRAGMA user_version = {int(SCHEMA_VERSION)}")
+
+    def check_writable(self) -> None:
+        """Raise ``sqlite3.Error`` unless a write can be committed now (read-only file or directory, full disk...)."""
+        with self._write() as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS write_probe (at REAL)")
+            conn.execute("INSERT INTO write_probe (at) VALUES (?)", (self._clock(),))
+            conn.execute("DELETE FROM write_probe")
 
     def close(self) -> None:
         """Close this thread's connection; other threads' close when they next use the store or when they end."""
@@ -371,8 +408,13 @@ class Store:
     # -- writing events ----------------------------------------------------------------------------
 
     def add(self, events: Iterable[dict[str, Any]]) -> int:
-        """Store decoded events (``otlp.decode`` dicts) in one transaction; returns how many."""
+        """Store decoded events (``otlp.decode`` dicts) in one transaction; returns how many were new.
+
+        An event whose ``log.record.uid`` attribute is already stored (or repeated in the batch) is skipped:
+        an exporter's retry or a replayed spool is stored once. Events without a uid are always stored.
+        """
         rows: list[tuple[Any, ...]] = []
+        uids: list[str | None] = []
         users: list[tuple[int, str, str]] = []
         received = int(self._clock() * 1e9)
         last_resource: Any = None
@@ -395,9 +437,12 @@ class Store:
             if resource is not last_resource and resource != last_resource:  # one resource per batch, usually
                 resource_json = _json(resource)
             last_resource = resource
+            uid = attributes.get(UID_ATTRIBUTE)
+            uids.append(_text(uid) if isinstance(uid, str) and uid else None)
+            time_ns = _ns(event.get("time_unix_nano")) or _ns(event.get("observed_time_unix_nano")) or received
             rows.append(
                 (
-                    _ns(event.get("time_unix_nano")) or _ns(event.get("observed_time_unix_nano")) or received,
+                    _sql_ns(time_ns),
                     received,
                     _text(event.get("name") or attributes.get("event.name")) or "",
                     _json(user, _CANONICAL) if user else None,
@@ -409,11 +454,20 @@ class Store:
                     _json(attributes),
                     resource_json,
                     _text(event.get("scope")),
+                    uids[-1],
+                    str(time_ns) if time_ns > INT64_MAX else None,
                 )
             )
         if not rows:
             return 0
         with self._write() as conn:
+            keep = self._new(conn, uids)
+            if keep is not None:  # some are already stored: number the others without gaps
+                renumber = {old: new for new, old in enumerate(keep)}
+                rows = [rows[i] for i in keep]
+                users = [(renumber[i], key, value) for i, key, value in users if i in renumber]
+            if not rows:
+                return 0
             # Ids are ours to give (we hold the write lock): event_users rows need them, executemany
             # does not return them. AUTOINCREMENT's counter never goes back, even after pruning, so a
             # `tail` that saw id N never misses a later event.
@@ -425,6 +479,24 @@ class Store:
             self._since_prune += len(rows)
         self._maybe_prune()
         return len(rows)
+
+    @staticmethod
+    def _new(conn: sqlite3.Connection, uids: list[str | None]) -> list[int] | None:
+        """Indexes of the events to insert (first of each uid not yet stored), or ``None`` for all of them."""
+        given = [uid for uid in uids if uid is not None]
+        if not given:
+            return None
+        seen = {row[0] for row in conn.execute(_KNOWN_UIDS, (json.dumps(given),))}
+        if not seen and len(set(given)) == len(given):
+            return None
+        keep = []
+        for index, uid in enumerate(uids):
+            if uid is None:
+                keep.append(index)
+            elif uid not in seen:
+                seen.add(uid)
+                keep.append(index)
+        return keep
 
     # -- retention ---------------------------------------------------------------------------------
 
@@ -465,9 +537,17 @@ class Store:
     # -- reading events ----------------------------------------------------------------------------
 
     def events(
-        self, filters: Filters = Filters(), *, before: tuple[int, int] | None = None, limit: int = 50
-    ) -> list[Event]:
-        """A page of events, newest first by (time, id); the last row's ``(time_ns, id)`` as ``before``: the next."""
+        self,
+        filters: Filters = Filters(),
+        *,
+        before: tuple[int, int] | None = None,
+        limit: int = 50,
+        max_bytes: int | None = None,
+    ) -> Page:
+        """A page of events, newest first by (time, id); the last row's ``(time_ns, id)`` as ``before``: the next.
+
+        ``max_bytes``: stop once the events' stored JSON reaches that many bytes (at least one event comes back).
+        """
         where, params = _where(filters)
         if before is not None:
             before_time, before_id = _cursor(before)
@@ -475,15 +555,28 @@ class Store:
             params += [before_time, before_id]
         params.append(_limit(limit))
         sql = f"SELECT {_COLUMNS} FROM events{_clause(where)} ORDER BY time_ns DESC, id DESC LIMIT ?"
-        return [_event(row) for row in self._conn().execute(sql, params)]
+        return self._page(sql, params, params[-1], max_bytes)
 
-    def after(self, last_id: int, filters: Filters = Filters(), limit: int = 100) -> list[Event]:
+    def after(
+        self, last_id: int, filters: Filters = Filters(), limit: int = 100, *, max_bytes: int | None = None
+    ) -> Page:
         """Events stored after the one with id ``last_id``, oldest first: what ``tail`` shows next."""
         where, params = _where(filters)
         where.append("id > ?")
         params += [_id(last_id), _limit(limit)]
         sql = f"SELECT {_COLUMNS} FROM events{_clause(where)} ORDER BY id LIMIT ?"
-        return [_event(row) for row in self._conn().execute(sql, params)]
+        return self._page(sql, params, params[-1], max_bytes)
+
+    def _page(self, sql: str, params: list[Any], limit: int, max_bytes: int | None) -> Page:
+        page, size = Page(), 0
+        for row in self._conn().execute(sql, params):  # rows are read one at a time: stopping early reads no more
+            page.append(_event(row))
+            size += row[14]
+            if max_bytes is not None and size >= max_bytes:
+                page.more = True
+                break
+        page.more = page.more or len(page) == limit
+        return page
 
     def get(self, event_id: int) -> Event | None:
         if type(event_id) is not int or not 0 <= event_id <= INT64_MAX:
@@ -516,6 +609,7 @@ class Store:
                     return (start or 0, 1, [0] * buckets)
                 start = low if start is None else start
                 end = high + 1 if end is None else end
+            start, end = _sql_ns(start), min(end, INT64_MAX + 1)  # times past 2262 count as 2**63-1
             if end <= start:
                 return (start, 1, [0] * buckets)
             width = min(-(-(end - start) // buckets), INT64_MAX)
@@ -638,10 +732,10 @@ def _where(filters: Filters) -> tuple[list[str], list[Any]]:
         params.append(filters.user)
     if filters.since_ns is not None:
         where.append("time_ns >= ?")
-        params.append(filters.since_ns)
+        params.append(_sql_ns(filters.since_ns))
     if filters.until_ns is not None:
         where.append("time_ns < ?")
-        params.append(filters.until_ns)
+        params.append(filters.until_ns if filters.until_ns <= INT64_MAX else INT64_MAX + 1.0)
     if filters.prop is not None:
         key, value = filters.prop
         path = f'$."{PROPERTIES_PREFIX}{key}"'  # a parameter, and the key was checked: no quote can end it
@@ -670,9 +764,9 @@ def _cursor(before: Any) -> tuple[int, int]:
     if not isinstance(before, tuple) or len(before) != 2:
         raise ValueError("before must be the (time_ns, id) of the last event of the previous page")
     time_ns, event_id = before
-    if type(time_ns) is not int or not 0 <= time_ns <= INT64_MAX:
-        raise ValueError(f"before: time must be an integer from 0 to 2**63-1, got {_short(time_ns)}")
-    return time_ns, _id(event_id)
+    if type(time_ns) is not int or not 0 <= time_ns <= UINT64_MAX:
+        raise ValueError(f"before: time must be an integer from 0 to 2**64-1, got {_short(time_ns)}")
+    return _sql_ns(time_ns), _id(event_id)
 
 
 def _target(action: str, user: Mapping[str, str | int] | None, ip: str | None) -> tuple[str | None, str | None]:
