@@ -4,6 +4,7 @@
     sqreen-otel import FILE            past events (JSON Lines, CSV or OTLP JSON) through the normal pipeline
     sqreen-otel tail                   follow events arriving at a running explorer
     sqreen-otel block-user / block-ip / unblock-user / unblock-ip / actions
+    sqreen-otel playbooks check|test|backtest FILE   validate, unit-test, replay history (see README)
 
 Client commands find the explorer with ``--url`` (default ``http://127.0.0.1:4318``) and ``--token``,
 or the environment variables ``SQREEN_OTEL_EXPLORER_URL`` and ``SQREEN_OTEL_EXPLORER_TOKEN``:
@@ -122,6 +123,13 @@ def listen(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+@command("playbooks")
+def playbooks(args: argparse.Namespace) -> int:
+    from .explorer.playbooks.commands import run
+
+    return run(args)
 
 
 @command("import")
@@ -382,6 +390,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("address", metavar="ADDRESS_OR_CIDR")
     p = client_parser("actions", "list the block actions in force")
     p.add_argument("--json", action="store_true", help="as JSON")
+
+    from .explorer.playbooks.commands import add_parser as add_playbooks_parser
+
+    add_playbooks_parser(sub, DEFAULT_DB)
     return parser
 
 

@@ -20,8 +20,24 @@ The public API, for the explorer's live evaluation, the CLI and tests::
 
 from __future__ import annotations
 
-from .engine import Alert, Decision, Engine, NotifyRequest, Result
-from .spec import PlaybookError, PlaybookSet, load, loads
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .engine import Alert, Decision, Engine, NotifyRequest, Result
+    from .spec import PlaybookError, PlaybookSet, load, loads
+
+# Imported on first use: the CLI builds its parser from ``commands`` without loading CEL and YAML.
+_HOMES = {"Alert": "engine", "Decision": "engine", "Engine": "engine", "NotifyRequest": "engine", "Result": "engine",
+          "PlaybookError": "spec", "PlaybookSet": "spec", "load": "spec", "loads": "spec"}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{home}"), name)
+
 
 __all__ = [
     "Alert",

@@ -154,9 +154,12 @@ class Where:
         try:
             ast = _ENV.compile(text)
             self._program = _ENV.program(ast)
-        except Exception as exc:  # celpy's parse errors carry the column in their text
-            message = str(exc).strip().replace("\n", " ") or type(exc).__name__
-            raise ExpressionError(f"not a valid CEL expression: {message}") from None
+        except Exception as exc:  # celpy's parse errors carry the line and column
+            column = getattr(exc, "column", None)
+            at = f" at column {column + 1}" if isinstance(column, int) else ""
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            detail = "" if getattr(exc, "column", None) is not None else f" ({first})"
+            raise ExpressionError(f"not a valid CEL expression{at}{detail}: {text!r}") from None
         chains: list[list[str]] = []
         macros = [False]
         _references(ast, chains, macros)

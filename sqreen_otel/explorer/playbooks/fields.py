@@ -43,15 +43,24 @@ MISSING: Any = _Missing()
 class EventLike(Protocol):
     """What the engine reads of an event: ``store.Event`` has it all."""
 
-    id: int
-    time_ns: int
-    name: str
-    user: dict[str, Any]
-    client_address: str | None
-    path: str | None
-    method: str | None
-    attributes: dict[str, Any]
-    resource: dict[str, Any]
+    @property
+    def id(self) -> int: ...
+    @property
+    def time_ns(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def user(self) -> dict[str, Any]: ...
+    @property
+    def client_address(self) -> str | None: ...
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def method(self) -> str | None: ...
+    @property
+    def attributes(self) -> dict[str, Any]: ...
+    @property
+    def resource(self) -> dict[str, Any]: ...
 
 
 Accessor = Callable[[EventLike], Any]
@@ -65,7 +74,7 @@ _DIRECT: dict[str, Accessor] = {
     "user_agent.original": lambda e: e.attributes.get("user_agent.original", MISSING),
 }
 PREFIXES = ("properties.", "user.", "params.", "resource.", "attributes.")
-FIELD_HELP = "name, " + ", ".join(sorted(_DIRECT)[:-1]) + ", or properties./user./params./resource./attributes.<key>"
+FIELD_HELP = ", ".join(_DIRECT) + " or properties./user./params./resource./attributes.<key>"
 
 
 def check_field(name: Any) -> str:
