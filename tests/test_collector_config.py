@@ -113,3 +113,12 @@ def test_the_explorer_exporter_has_a_token_and_a_queue_on_disk_that_never_gives_
     assert queue["enabled"] is True
     assert queue["storage"] in config["service"]["extensions"]
     assert queue["storage"].split("/")[0] == "file_storage"
+
+
+def test_the_readme_shows_the_tested_config_verbatim() -> None:
+    readme = (ROOT / "README.md").read_text()
+    fleets = readme[readme.index("\n## Fleets\n") :]
+    shown = fleets[fleets.index("```yaml\n") + len("```yaml\n") :]
+    shown = shown[: shown.index("```\n")]
+    config = CONFIG.read_text()
+    assert shown == config[config.index("extensions:\n") :]
