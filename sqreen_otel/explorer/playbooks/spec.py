@@ -181,7 +181,7 @@ class PlaybookSet:
 # -- durations and environment ---------------------------------------------------------------------
 
 
-def parse_duration(value: Any) -> float:
+def parse_duration(value: Any, *, allow_zero: bool = False) -> float:
     """Seconds from ``30s``, ``10m``, ``1h``, ``7d``, ``1h30m`` or a whole number of seconds; ``ValueError`` else."""
     if isinstance(value, bool):
         raise ValueError(f"a duration is like 30s, 10m, 1h or 7d, got {value!r}")
@@ -192,6 +192,8 @@ def parse_duration(value: Any) -> float:
         seconds = float(d * 86400 + h * 3600 + m * 60 + s)
     else:
         raise ValueError(f"a duration is like 30s, 10m, 1h or 7d, got {value!r}")
+    if allow_zero and seconds == 0:
+        return 0.0
     if not 0 < seconds <= MAX_DURATION:
         raise ValueError(f"a duration must be more than 0 s and at most 366d, got {value!r}")
     return seconds
@@ -413,6 +415,8 @@ class _Reader:
                 out[name] = Channel(name, "email", emails=emails)
                 continue
             url = self.env_text(spec[kind])
+            if not url and self.strict_env:
+                raise self.fail(spec[kind], "the URL is empty")
             if url and not re.match(r"https?://[^\s/]+", url):
                 raise self.fail(spec[kind], "expected an http:// or https:// URL")
             secret = self.env_text(spec["secret"]) if "secret" in spec else None

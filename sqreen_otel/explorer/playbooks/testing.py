@@ -95,10 +95,8 @@ def _parse_time(value: Any, where: str) -> int:
 
 
 def _offset(value: Any, where: str) -> int:
-    if value == 0:
-        return 0
     try:
-        return int(parse_duration(value) * 1e9)
+        return int(parse_duration(value, allow_zero=True) * 1e9)
     except ValueError as exc:
         raise TestInputError(f"{where}: {exc}") from None
 
