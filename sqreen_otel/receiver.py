@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 import zlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,6 +33,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 logger = logging.getLogger("sqreen_otel.receiver")
+UID = "log.record.uid"  # each event's id (semantic conventions); resends carry the same one
 
 LOGS_PATH = "/v1/logs"
 IGNORED_PATHS = frozenset({"/v1/traces", "/v1/metrics"})
@@ -401,6 +402,15 @@ class Receiver:
     def requests(self) -> list[dict[str, Any]]:
         with self._lock:
             return copy.deepcopy(list(self._requests))
+
+    def uids(self) -> Counter[str]:
+        """How many times each ``log.record.uid`` arrived (among the events kept); no uid counts as ``""``."""
+        with self._lock:
+            return Counter(str(e["attributes"].get(UID, "")) for e in self._events)
+
+    def duplicates(self) -> int:
+        """Copies beyond the first of every uid: what a backend that dedupes by uid would ignore."""
+        return sum(n - 1 for uid, n in self.uids().items() if uid)
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         """Block until at least ``count`` events were accepted; TimeoutError says how many did arrive."""
