@@ -2,6 +2,7 @@
 
     sqreen-otel serve [--db events.sqlite] [--host 127.0.0.1] [--port 4318] [--token T]
     sqreen-otel import FILE            past events (JSON Lines, CSV or OTLP JSON) through the normal pipeline
+    sqreen-otel export [--since 7d]    stored events as JSON Lines that import reads back
     sqreen-otel tail                   follow events arriving at a running explorer
     sqreen-otel block-user / block-ip / unblock-user / unblock-ip / actions
     sqreen-otel playbooks check|test|backtest FILE   validate, unit-test, replay history (see README)
@@ -71,8 +72,9 @@ def serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
+        from .explorer import server as explorer_server
         from .explorer.app import create_app
-        from .explorer.store import Store
+        from .explorer.storage import open_store, storage_errors
     except ImportError as exc:
         print(f"the explorer needs its extra: pip install 'sqreen_otel[explorer]' ({exc})", file=sys.stderr)
         return 2
@@ -82,27 +84,47 @@ def serve(args: argparse.Namespace) -> int:
         print(f"sqreen-otel serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_CANNOT_LISTEN
     max_age = args.max_age_days * 86400 if args.max_age_days else None
+    _log_to_stderr()
     try:
-        store = Store(args.db, max_age=max_age, max_rows=args.max_rows or None)
-    except (sqlite3.Error, OSError) as exc:
+        store = open_store(args.db, max_age=max_age, max_rows=args.max_rows or None)
+    except storage_errors(args.db) as exc:
         sock.close()
         print(f"sqreen-otel serve: cannot open the database {args.db}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        store.check_writable()  # acknowledged events must be stored: refuse a read-only file or a full disk
+    except storage_errors(args.db) as exc:
+        sock.close()
+        store.close()
+        print(f"sqreen-otel serve: cannot write to the database {args.db}: {exc}", file=sys.stderr)
         return 1
     host, port = sock.getsockname()[:2]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     print(f"Event Explorer on {url}/  (OTLP logs: {url}/v1/logs, actions: {url}/v1/actions)", flush=True)
-    server = uvicorn.Server(uvicorn.Config(create_app(store, token=args.token), log_level="warning"))
+    server = uvicorn.Server(explorer_server.config(create_app(store, token=args.token)))
     # uvicorn stops on SIGINT and SIGTERM, then raises the signal again for the previous handler: make that
     # handler a clean stop for SIGTERM too (status 0, the database closed), as Ctrl-C is.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        server.run(sockets=[sock])
+        explorer_server.run(server, sock)
     except KeyboardInterrupt:
         pass
     finally:
         sock.close()
         store.close()
     return 0 if server.started else EXIT_CANNOT_LISTEN
+
+
+def _log_to_stderr() -> None:
+    """The explorer's own messages (storage failures, limits hit) on stderr, with time and level."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    explorer_logger = logging.getLogger("sqreen_otel.explorer")
+    explorer_logger.addHandler(handler)
+    explorer_logger.setLevel(logging.INFO)
+    explorer_logger.propagate = False
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -148,6 +170,35 @@ def import_(args: argparse.Namespace) -> int:
 
 
 # -- explorer clients ------------------------------------------------------------------------------
+
+
+@command("export")
+def export(args: argparse.Namespace) -> int:
+    from .export_events import Selection, export_events, parse_moment
+
+    try:
+        selection = Selection(
+            name=args.name, user=args.user, ip=args.ip, prop=args.prop,
+            since_ns=None if args.since is None else parse_moment(args.since),
+            until_ns=None if args.until is None else parse_moment(args.until),
+        )  # fmt: skip
+    except ValueError as exc:
+        print(f"sqreen-otel export: {exc}", file=sys.stderr)
+        return 2
+    client = _client(args)
+    try:
+        written = export_events(client, sys.stdout.buffer, selection)
+        sys.stdout.flush()
+    except ExplorerError as exc:
+        print(f"sqreen-otel export: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader stopped (| head): nothing more to say, and no traceback at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    finally:
+        client.close()
+    print(f"exported {written:,} event(s) from {client.url}", file=sys.stderr)
+    return 0
 
 
 def _client(args: argparse.Namespace) -> ExplorerClient:
@@ -348,7 +399,8 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     p = _subcommand(sub, "serve", "run the Event Explorer (OTLP receiver, UI, actions feed)")
-    p.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file (default: {DEFAULT_DB})")
+    p.add_argument("--db", default=DEFAULT_DB,
+                   help=f"SQLite file, or postgresql://user@host/dbname shared by replicas (default: {DEFAULT_DB})")  # fmt: skip
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     p.add_argument(
         "--port", type=_port, default=DEFAULT_PORT, help=f"port, 0 for any free one (default: {DEFAULT_PORT})"
@@ -357,11 +409,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-age-days", type=float, default=30.0, help="drop events received longer ago (default 30)")
     p.add_argument("--max-rows", type=int, default=5_000_000, help="keep at most this many events (default 5M)")
 
-    p = _subcommand(sub, "import", "send past events from a JSON Lines or CSV file through the pipeline")
-    p.add_argument("file", help="one event per line: .jsonl / .ndjson / .json or .csv")
+    p = _subcommand(sub, "import", "send past events from a JSON Lines, CSV or OTLP JSON file through the pipeline")
+    p.add_argument("file", help=".jsonl / .ndjson / .json (JSON Lines, or OTLP JSON by its content) or .csv")
     p.add_argument("--endpoint", help="OTLP logs URL (default: SQREEN_OTEL_ENDPOINT, else the explorer at "
                                       "http://127.0.0.1:4318/v1/logs)")  # fmt: skip
-    p.add_argument("--format", choices=("jsonl", "csv"), help="default: from the file's extension")
+    p.add_argument("--format", choices=("jsonl", "csv", "otlp"), help="default: from the file's extension and content")
     p.add_argument("--token", help="sent as Authorization: Bearer (default: SQREEN_OTEL_EXPLORER_TOKEN)")
 
     def client_parser(name: str, help: str) -> argparse.ArgumentParser:
@@ -369,6 +421,14 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--url", help="the explorer (default: SQREEN_OTEL_EXPLORER_URL, else http://127.0.0.1:4318)")
         p.add_argument("--token", help="the explorer's token (default: SQREEN_OTEL_EXPLORER_TOKEN)")
         return p
+
+    p = client_parser("export", "write the explorer's events to stdout as JSON Lines that import reads back")
+    p.add_argument("--since", metavar="WHEN", help="events from then on: 7d, 24h, 30m, ISO 8601 or epoch seconds")
+    p.add_argument("--until", metavar="WHEN", help="events before then (same forms)")
+    p.add_argument("--name", help="only events of this name")
+    p.add_argument("--user", help="only events of a user with this identifier value")
+    p.add_argument("--ip", help="only events from this client address")
+    p.add_argument("--prop", metavar="KEY=VALUE", help="only events with this property value")
 
     p = client_parser("tail", "print events as they arrive at the explorer, until Ctrl-C")
     p.add_argument("--name", help="only events of this name")
@@ -419,6 +479,14 @@ HELP: dict[str, tuple[tuple[str, ...], tuple[tuple[int, str], ...]]] = {
          "SQREEN_OTEL_ENDPOINT=http://explorer.internal:4318/v1/logs sqreen-otel import past.csv"),
         ((0, "every line was sent"), (1, "some lines were rejected (each reported, and copied to FILE.rejected)"),
          (2, "bad arguments, the file could not be read, or the export did not complete")),
+    ),
+    "export": (
+        ("sqreen-otel export --since 7d > events.jsonl",
+         f"sqreen-otel export {_URL_EXAMPLES[0]} --name sq.sdk.users.login",
+         f"{_URL_EXAMPLES[1]} sqreen-otel export --ip 203.0.113.7 --since 2026-11-01 --until 24h"),
+        ((0, "written (the count is on stderr)"), (1, "the explorer could not be reached or refused the request, "
+                                                      "or the output was closed"),
+         (2, "bad arguments")),
     ),
     "tail": (
         ("sqreen-otel tail --name sq.sdk.users.login", f"sqreen-otel tail {_URL_EXAMPLES[0]} --ip 203.0.113.7",

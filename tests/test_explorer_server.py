@@ -35,6 +35,7 @@ from sqreen_otel.actions import parse_actions
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX subprocesses and signals")
 
 PROTOBUF = "application/x-protobuf"
+API = {"X-Sqreen-Otel": "1"}  # what API writes need (a web page cannot send it cross-origin)
 
 
 def events(url: str, **params: str) -> list[dict[str, Any]]:
@@ -381,6 +382,7 @@ def test_actions_feed_has_etags_and_parses_as_an_actions_document(explorer: str)
     created = http.post(
         explorer + "/api/actions",
         json={"action": "block_user", "user": {"email": "feed@example.com"}, "duration": 3600},
+        headers=API,
         timeout=5,
     )
     assert created.status_code == 201
@@ -396,15 +398,17 @@ def test_actions_feed_has_etags_and_parses_as_an_actions_document(explorer: str)
     again = http.get(explorer + "/v1/actions", headers={"If-None-Match": etag}, timeout=5)
     assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
 
-    ip = http.post(explorer + "/api/actions", json={"action": "block_ip", "ip": "203.0.113.0/24"}, timeout=5)
+    ip = http.post(
+        explorer + "/api/actions", json={"action": "block_ip", "ip": "203.0.113.0/24"}, headers=API, timeout=5
+    )
     changed = http.get(explorer + "/v1/actions", headers={"If-None-Match": etag}, timeout=5)
     assert changed.status_code == 200 and changed.headers["etag"] != etag
     entries = {e.action_id: e for e in parse_actions(changed.content, "url")}
     assert str(entries[ip.json()["id"]].network) == "203.0.113.0/24" and entries[ip.json()["id"]].expires_at is None
 
     for action in (action_id, ip.json()["id"]):
-        assert http.delete(f"{explorer}/api/actions/{action}", timeout=5).status_code == 200
-    assert http.delete(f"{explorer}/api/actions/{action_id}", timeout=5).status_code == 404
+        assert http.delete(f"{explorer}/api/actions/{action}", headers=API, timeout=5).status_code == 200
+    assert http.delete(f"{explorer}/api/actions/{action_id}", headers=API, timeout=5).status_code == 404
     assert json.loads(http.get(explorer + "/v1/actions", timeout=5).content)["actions"] == []
 
 
@@ -422,7 +426,7 @@ def test_actions_feed_has_etags_and_parses_as_an_actions_document(explorer: str)
     ],
 )
 def test_bad_action_requests_are_400(explorer: str, data: Any) -> None:
-    response = http.post(explorer + "/api/actions", json=data, timeout=5)
+    response = http.post(explorer + "/api/actions", json=data, headers=API, timeout=5)
     assert response.status_code == 400, response.text
     assert http.get(explorer + "/api/actions", timeout=5).json()["actions"] == []
 

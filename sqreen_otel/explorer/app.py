@@ -1,12 +1,27 @@
 """The Event Explorer's HTTP face: OTLP ingest, the JSON API, the actions feed and the web UI.
 
-One Starlette application served by uvicorn (``sqreen-otel serve``). Every request passes the
-token check when a token is set; UI forms also carry a per-server CSRF token, since a browser
-would otherwise let any web page post to a loopback server.
+One Starlette application served by uvicorn (``sqreen-otel serve``, see ``server``). It listens on
+loopback, where any web page the user opens is a client too, so every request goes through ``guard``:
+
+- without a token, only ``Host`` values naming the address the request came in on, or ``localhost``,
+  with the port, are served (421 otherwise): a page on a DNS-rebound name cannot read or post;
+- with a token, it must come as ``Authorization: Bearer`` or as the cookie a ``?token=`` link sets
+  (named per port, a MAC of the token rather than the token, HttpOnly, SameSite=Strict);
+- a request that changes something (POST, DELETE) is refused (403) when the browser says it comes
+  from another origin (``Sec-Fetch-Site`` other than ``same-origin``/``none``, or a foreign ``Origin``,
+  which also covers another port of the same host); it must carry the right ``Content-Type`` (ingest:
+  protobuf or JSON; the API: JSON; the UI's forms: urlencoded), else 415; JSON API writes from anyone
+  but a bearer-token holder need the ``X-Sqreen-Otel: 1`` header, UI forms the page's CSRF token. A
+  cross-origin page can send none of these without a CORS preflight, which this server never grants.
+
+Ingest answers only after the events are committed (``writer``), 503 with ``Retry-After`` when the
+queue is full or storage fails. Bodies, values, events, queue and answers are all bounded in bytes;
+decoding and page or JSON rendering run in worker threads, never on the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import hashlib
@@ -14,29 +29,46 @@ import hmac
 import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, unquote_plus
 
+import anyio
+import anyio.to_thread
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from . import otlp, ui
+from .server import tally
 from .store import Event, Filters, Store
-from .writer import Writer
+from .writer import StorageError, Writer
 
 MiB = 1024 * 1024
 MAX_BODY = 8 * MiB  # compressed, as received
 MAX_INFLATED = 32 * MiB  # after gunzip: a gzip bomb gets 413, not an out-of-memory
+MAX_BODIES = 64 * MiB  # request bodies held at once (read, being decoded, waiting for their commit)
 MAX_FORM = 64 * 1024
+MAX_RESPONSE = 4 * MiB  # event pages stop there (``next``/``more`` say there is more)
+MAX_SUMMARY_NAMES = 1000
+BODY_TIMEOUT = 30.0  # seconds for a whole request body to arrive
+DECODERS = 2  # bodies decoded at once (each can take a core and ~4x MAX_INFLATED of memory)
 TOKEN_COOKIE = "sqreen_otel_token"
+API_HEADER = "X-Sqreen-Otel"  # send "X-Sqreen-Otel: 1" with JSON API writes (not needed with a bearer token)
+FORM = "application/x-www-form-urlencoded"
+RETRY_BUSY, RETRY_FAILING = "1", "5"  # seconds: a full queue drains fast; a full disk does not
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 class TooLarge(Exception):
     pass
+
+
+class Busy(Exception):
+    """Too many request bytes held already: 503, try again shortly."""
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -46,6 +78,12 @@ def event_json(event: Event) -> dict[str, Any]:
         "trace_id": event.trace_id, "span_id": event.span_id, "attributes": event.attributes,
         "resource": event.resource, "scope": event.scope,
     }  # fmt: skip
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    # ASCII: lone surrogates in stored values must not fail the encoding of the answer.
+    body = json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 def filters_from(params: Any) -> Filters:
@@ -94,49 +132,153 @@ def cursor_from(raw: str | None) -> tuple[int, int] | None:
         raise ValueError(f"before must be TIME:ID, got {raw[:40]!r}") from None
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+class BodyBudget:
+    """Bytes of request bodies held at once, across requests (event loop only: no lock needed)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> None:
+        if self.held + size > self.limit:
+            raise Busy(f"over {self.limit} bytes of request bodies in progress")
+        self.held += size
+
+    def give(self, size: int) -> None:
+        self.held -= size
+
+
+async def read_body(request: Request, limit: int, budget: BodyBudget | None = None) -> bytes:
+    """The body, at most ``limit`` bytes and within ``BODY_TIMEOUT``; with ``budget``, the caller gives it back."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"body of {declared} bytes is over the {limit} byte limit")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"body is over the {limit} byte limit")
-        chunks.append(chunk)
+    try:
+        with anyio.fail_after(BODY_TIMEOUT):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(f"body is over the {limit} byte limit")
+                if budget is not None:
+                    budget.take(len(chunk))
+                chunks.append(chunk)
+    except BaseException:
+        if budget is not None:
+            budget.give(sum(map(len, chunks)))
+        raise
     return b"".join(chunks)
+
+
+def _media_type(request: Request) -> str:
+    return otlp.media_type(request.headers.get("content-type"))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a route's requests must look like: accepted body types for writes, and the API header."""
+
+    accepts: tuple[str, ...] = ()
+    api_write: bool = False
 
 
 def create_app(store: Store, *, token: str | None = None) -> Starlette:
     """The explorer app over ``store``. With ``token``, every request must present it."""
     csrf = secrets.token_urlsafe(24)
+    session = None if token is None else hmac.new(token.encode(), b"sqreen_otel explorer cookie", "sha256").hexdigest()
 
-    def authorised(request: Request) -> bool:
-        if token is None:
-            return True
-        presented = request.cookies.get(TOKEN_COOKIE, "")
+    def port_of(request: Request) -> int | None:
+        server = request.scope.get("server")
+        return server[1] if server else None
+
+    def cookie_name(request: Request) -> str:
+        port = port_of(request)
+        return TOKEN_COOKIE if port is None else f"{TOKEN_COOKIE}_{port}"  # two explorers on one host: two cookies
+
+    def host_allowed(request: Request) -> bool:
+        """The Host names the address this request came in on, or localhost, with the port (no DNS rebinding)."""
+        host = request.headers.get("host", "").lower()
+        server = request.scope.get("server")
+        address, port = (server[0], server[1]) if server else ("localhost", None)
+        names = {f"[{name}]" if ":" in name else name for name in (str(address).lower(), "localhost")}
+        allowed = {f"{name}:{port}" for name in names}
+        if port in (80, None):
+            allowed |= names
+        return host in allowed
+
+    def authorisation(request: Request) -> str | None:
+        """``"open"`` (no token set), ``"bearer"``, ``"cookie"``, or ``None`` (refused)."""
+        if token is None or session is None:
+            return "open"
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
-            presented = header[7:].strip()
-        return hmac.compare_digest(presented.encode(), token.encode())
+            ok = hmac.compare_digest(header[7:].strip().encode(), token.encode())
+            return "bearer" if ok else None
+        cookie = request.cookies.get(cookie_name(request), "")
+        return "cookie" if hmac.compare_digest(cookie.encode(), session.encode()) else None
 
-    def guarded(handler: Handler) -> Handler:
+    def cross_site(request: Request) -> str | None:
+        site = request.headers.get("sec-fetch-site")
+        if site is not None and site not in ("same-origin", "none"):
+            return f"request from another site refused (Sec-Fetch-Site: {site[:20]})"
+        origin = request.headers.get("origin")
+        if origin is not None and origin != f"{request.url.scheme}://{request.headers.get('host', '')}":
+            return f"request from another origin refused (Origin: {origin[:60]})"
+        return None
+
+    def token_redirect(request: Request) -> Response:
+        """A shared link with ?token=...: swap it for a cookie, and drop it from the URL (the rest kept as sent)."""
+        assert token is not None and session is not None
+        if not hmac.compare_digest(request.query_params["token"].encode(), token.encode()):
+            return PlainTextResponse("invalid token\n", status_code=401)
+        raw = request.scope.get("query_string", b"").decode("latin-1")
+        kept = [part for part in raw.split("&") if part and unquote_plus(part.partition("=")[0]) != "token"]
+        path = "/" + request.scope.get("raw_path", b"/").decode("latin-1").lstrip("/")  # never //host
+        response = RedirectResponse(path + (f"?{'&'.join(kept)}" if kept else ""), status_code=303)
+        response.set_cookie(cookie_name(request), session, httponly=True, samesite="strict")
+        return response
+
+    def refusal(request: Request, rule: Rule) -> Response | None:
+        if token is None and not host_allowed(request):
+            return PlainTextResponse(
+                "misdirected request: this explorer answers only to its own loopback address or localhost\n",
+                status_code=421,
+            )
+        if token is not None and request.method == "GET" and request.query_params.get("token"):
+            return token_redirect(request)
+        how = authorisation(request)
+        if how is None:
+            return PlainTextResponse("missing or invalid token\n", status_code=401)
+        if request.method in ("GET", "HEAD"):
+            return None
+        why = cross_site(request)
+        if why is not None:
+            return PlainTextResponse(f"{why}\n", status_code=403)
+        if rule.accepts and _media_type(request) not in rule.accepts:
+            shown = _media_type(request)[:40] or "none"
+            return PlainTextResponse(
+                f"Content-Type must be {' or '.join(rule.accepts)}, got {shown}\n", status_code=415
+            )
+        if rule.api_write and how != "bearer" and request.headers.get(API_HEADER) != "1":
+            return PlainTextResponse(f"send the header {API_HEADER}: 1 with API writes\n", status_code=403)
+        return None
+
+    def guarded(handler: Handler, rule: Rule = Rule()) -> Handler:
         async def wrapper(request: Request) -> Response:
-            if token is not None and request.query_params.get("token") and request.method == "GET":
-                # A shared link with ?token=...: swap it for a cookie and drop it from the URL.
-                if not hmac.compare_digest(request.query_params["token"].encode(), token.encode()):
-                    return PlainTextResponse("invalid token\n", status_code=401)
-                query = "&".join(f"{k}={v}" for k, v in request.query_params.multi_items() if k != "token")
-                response = RedirectResponse(request.url.path + (f"?{query}" if query else ""), status_code=303)
-                response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
-                return response
-            if not authorised(request):
-                return PlainTextResponse("missing or invalid token\n", status_code=401)
+            refused = refusal(request, rule)
+            if refused is not None:
+                return refused
             try:
                 return await handler(request)
-            except TooLarge as exc:
-                return PlainTextResponse(f"{exc}\n", status_code=413)
-            except otlp.TooLarge as exc:
+            except ClientDisconnect:
+                tally.note("clients disconnected before sending their whole request body")
+                return Response(status_code=400)  # nobody reads it
+            except TimeoutError:
+                tally.note(f"request bodies not received within {BODY_TIMEOUT:g} s: answered 408")
+                return PlainTextResponse("request body too slow\n", status_code=408, headers={"Connection": "close"})
+            except Busy as exc:
+                return PlainTextResponse(f"{exc}\n", status_code=503, headers={"Retry-After": RETRY_BUSY})
+            except (TooLarge, otlp.TooLarge) as exc:
                 return PlainTextResponse(f"{exc}\n", status_code=413)
             except otlp.UnsupportedContentType as exc:
                 return PlainTextResponse(f"{exc}\n", status_code=415)
@@ -148,40 +290,71 @@ def create_app(store: Store, *, token: str | None = None) -> Starlette:
     # -- OTLP ingest ------------------------------------------------------------------------------
 
     writer = Writer(store)
+    bodies = BodyBudget(MAX_BODIES)
+    decoders = anyio.CapacityLimiter(DECODERS)
 
-    def inflate_decode(body: bytes, encoding: str | None, content_type: str) -> list[dict[str, Any]]:
-        return otlp.decode(otlp.inflate(body, encoding, MAX_INFLATED), content_type)
+    def decode(body: bytes, encoding: str | None, content_type: str) -> tuple[list[dict[str, Any]], int]:
+        events = otlp.decode(otlp.inflate(body, encoding, MAX_INFLATED), content_type)
+        return events, otlp.cap(events)
 
-    async def query(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """A store read, after the writer committed every acknowledged event (read-after-write)."""
+    async def commit(events: list[dict[str, Any]], size: int) -> Response | None:
+        """Wait for the events' commit: ``None`` once stored, else the 503 to answer."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
 
-        def call() -> Any:
-            writer.wait_idle()
-            return method(*args, **kwargs)
+        def settle(error: BaseException | None) -> None:
+            if done.done():
+                return
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(error)
 
-        return await run_in_threadpool(call)
+        def committed(error: BaseException | None) -> None:  # on the writer's thread
+            loop.call_soon_threadsafe(settle, error)
+
+        if not writer.submit(events, size, committed):
+            return PlainTextResponse(
+                "busy storing earlier events\n", status_code=503, headers={"Retry-After": RETRY_BUSY}
+            )
+        try:
+            await done
+        except StorageError as exc:
+            return PlainTextResponse(f"{exc}\n", status_code=503, headers={"Retry-After": RETRY_FAILING})
+        return None
 
     async def ingest_logs(request: Request) -> Response:
-        body = await read_body(request, MAX_BODY)
-        content_type = request.headers.get("content-type", "application/x-protobuf")
-        # In a worker thread: gunzipping and decoding a large body takes long enough to stall every
-        # other request (UI, tail, actions feed) if done on the event loop.
-        events = await run_in_threadpool(inflate_decode, body, request.headers.get("content-encoding"), content_type)
-        if events and not writer.submit(events):
-            return PlainTextResponse("busy storing earlier events\n", status_code=503, headers={"Retry-After": "1"})
-        if otlp.media_type(content_type) == otlp.JSON:
-            return JSONResponse({})
-        return Response(ExportLogsServiceResponse().SerializeToString(), media_type="application/x-protobuf")
+        content_type = _media_type(request)
+        body = await read_body(request, MAX_BODY, bodies)
+        try:
+            # In a worker thread: gunzipping and decoding a large body would stall every other request.
+            events, size = await anyio.to_thread.run_sync(
+                decode, body, request.headers.get("content-encoding"), content_type, limiter=decoders
+            )
+            if events:
+                refused = await commit(events, size)
+                if refused is not None:
+                    return refused
+        finally:
+            bodies.give(len(body))
+        if content_type == otlp.JSON:
+            return json_response({})
+        return Response(ExportLogsServiceResponse().SerializeToString(), media_type=otlp.PROTOBUF)
 
     async def ingest_ignored(request: Request) -> Response:
-        await read_body(request, MAX_BODY)  # traces and metrics are accepted and dropped
-        return Response(b"", media_type=request.headers.get("content-type", "application/x-protobuf"))
+        body = await read_body(request, MAX_BODY, bodies)  # traces and metrics are accepted and dropped
+        bodies.give(len(body))
+        return Response(b"", media_type=_media_type(request))
+
+    # -- reads: the store query and the rendering both in a worker thread -------------------------
+
+    async def off_loop(render: Callable[[], Response]) -> Response:
+        return await run_in_threadpool(render)
 
     # -- actions feed for agents (SQREEN_OTEL_ACTIONS_URL) ---------------------------------------
 
     async def actions_feed(request: Request) -> Response:
-        document = await query(store.actions_document)
-        body = json.dumps(document, sort_keys=True).encode()
+        body = await run_in_threadpool(lambda: json.dumps(store.actions_document(), sort_keys=True).encode())
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
@@ -193,103 +366,139 @@ def create_app(store: Store, *, token: str | None = None) -> Starlette:
         filters = filters_from(request.query_params)
         limit = min(int(request.query_params.get("limit", "50") or 50), 500)
         before = cursor_from(request.query_params.get("before"))
-        events = await query(store.events, filters, before=before, limit=limit)
-        next_cursor = f"{events[-1].time_ns}:{events[-1].id}" if len(events) == limit else None
-        return JSONResponse({"events": [event_json(e) for e in events], "next": next_cursor})
+
+        def render() -> Response:
+            events = store.events(filters, before=before, limit=limit, max_bytes=MAX_RESPONSE)
+            next_cursor = f"{events[-1].time_ns}:{events[-1].id}" if events and events.more else None
+            return json_response({"events": [event_json(e) for e in events], "next": next_cursor})
+
+        return await off_loop(render)
 
     async def api_event(request: Request) -> Response:
-        event = await query(store.get, int(request.path_params["event_id"]))
-        if event is None:
-            return JSONResponse({"error": "no such event"}, status_code=404)
-        return JSONResponse(event_json(event))
+        event_id = int(request.path_params["event_id"])
+
+        def render() -> Response:
+            event = store.get(event_id)
+            if event is None:
+                return json_response({"error": "no such event"}, status=404)
+            return json_response(event_json(event))
+
+        return await off_loop(render)
 
     async def api_tail(request: Request) -> Response:
         filters = filters_from(request.query_params)
         after = int(request.query_params.get("after", "0") or 0)
-        events = await query(store.after, after, filters, 500)
-        return JSONResponse({"events": [event_json(e) for e in events]})
+
+        def render() -> Response:
+            events = store.after(after, filters, 500, max_bytes=MAX_RESPONSE)
+            return json_response({"events": [event_json(e) for e in events], "more": events.more})
+
+        return await off_loop(render)
 
     async def api_histogram(request: Request) -> Response:
-        start, width, counts = await query(store.histogram, filters_from(request.query_params))
-        return JSONResponse({"start_ns": start, "width_ns": width, "counts": counts})
+        filters = filters_from(request.query_params)
+
+        def render() -> Response:
+            start, width, counts = store.histogram(filters)
+            return json_response({"start_ns": start, "width_ns": width, "counts": counts})
+
+        return await off_loop(render)
 
     async def api_summary(request: Request) -> Response:
-        return JSONResponse({"names": await query(store.summary)})
+        return await off_loop(lambda: json_response({"names": store.summary(limit=MAX_SUMMARY_NAMES)}))
 
     async def api_actions(request: Request) -> Response:
         if request.method == "GET":
-            return JSONResponse({"actions": await query(store.actions)})
+            return await off_loop(lambda: json_response({"actions": store.actions()}))
         data = json.loads(await read_body(request, MAX_FORM) or b"{}")
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object")
         action_id = await run_in_threadpool(_apply, store, data)
-        return JSONResponse({"id": action_id}, status_code=201 if action_id else 200)
+        return json_response({"id": action_id}, status=201 if action_id else 200)
 
     async def api_action_delete(request: Request) -> Response:
         removed = await run_in_threadpool(store.remove_action, request.path_params["action_id"])
-        return JSONResponse({"removed": removed}, status_code=200 if removed else 404)
+        return json_response({"removed": removed}, status=200 if removed else 404)
 
     # -- web UI -----------------------------------------------------------------------------------
+
+    def html(text: str, status: int = 200) -> Response:
+        return Response(text.encode("utf-8"), status_code=status, media_type="text/html", headers=ui.SECURITY_HEADERS)
 
     async def page_events(request: Request) -> Response:
         filters = filters_from(request.query_params)
         before = cursor_from(request.query_params.get("before"))
-        events = await query(store.events, filters, before=before, limit=ui.PAGE_SIZE)
-        histogram = await query(store.histogram, filters)
-        return HTMLResponse(
-            ui.events_page(events, filters, histogram, dict(request.query_params), csrf), headers=ui.SECURITY_HEADERS
-        )
+        query = dict(request.query_params)
+
+        def render() -> Response:
+            events = store.events(filters, before=before, limit=ui.PAGE_SIZE, max_bytes=MAX_RESPONSE)
+            histogram = store.histogram(filters)
+            return html(ui.events_page(events, filters, histogram, query, csrf))
+
+        return await off_loop(render)
 
     async def page_event(request: Request) -> Response:
-        event = await query(store.get, int(request.path_params["event_id"]))
-        if event is None:
-            return HTMLResponse(ui.not_found_page(), status_code=404, headers=ui.SECURITY_HEADERS)
-        return HTMLResponse(ui.event_page(event, csrf), headers=ui.SECURITY_HEADERS)
+        event_id = int(request.path_params["event_id"])
+
+        def render() -> Response:
+            event = store.get(event_id)
+            if event is None:
+                return html(ui.not_found_page(), status=404)
+            return html(ui.event_page(event, csrf))
+
+        return await off_loop(render)
 
     async def page_summary(request: Request) -> Response:
-        rows = await query(store.summary)
-        return HTMLResponse(ui.summary_page(rows), headers=ui.SECURITY_HEADERS)
+        return await off_loop(lambda: html(ui.summary_page(store.summary(limit=MAX_SUMMARY_NAMES))))
 
     async def page_actions(request: Request) -> Response:
         if request.method == "POST":
-            form = await request.form(max_files=0, max_fields=16)
-            if not hmac.compare_digest(str(form.get("csrf", "")).encode(), csrf.encode()):
+            body = await read_body(request, MAX_FORM)
+            try:
+                pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=16)
+            except UnicodeDecodeError:
+                raise ValueError("the form is not UTF-8") from None
+            form: dict[str, str] = {}
+            for key, value in pairs:
+                form.setdefault(key, value)
+            if not hmac.compare_digest(form.get("csrf", "").encode(), csrf.encode()):
                 return PlainTextResponse("invalid form token\n", status_code=403)
             await run_in_threadpool(_apply, store, ui.action_from_form(form))
-            return RedirectResponse(str(form.get("back") or "/actions") if _local(form.get("back")) else "/actions",
-                                    status_code=303)  # fmt: skip
-        actions = await query(store.actions)
-        return HTMLResponse(ui.actions_page(actions, csrf), headers=ui.SECURITY_HEADERS)
+            back = form.get("back") or ""
+            return RedirectResponse(back if _local(back) else "/actions", status_code=303)
+        return await off_loop(lambda: html(ui.actions_page(store.actions(), csrf)))
 
+    ingest = Rule(accepts=(otlp.PROTOBUF, otlp.JSON))
+    api_write = Rule(accepts=(otlp.JSON,), api_write=True)
     routes = [
-        Route("/v1/logs", guarded(ingest_logs), methods=["POST"]),
-        Route("/v1/traces", guarded(ingest_ignored), methods=["POST"]),
-        Route("/v1/metrics", guarded(ingest_ignored), methods=["POST"]),
+        Route("/v1/logs", guarded(ingest_logs, ingest), methods=["POST"]),
+        Route("/v1/traces", guarded(ingest_ignored, ingest), methods=["POST"]),
+        Route("/v1/metrics", guarded(ingest_ignored, ingest), methods=["POST"]),
         Route("/v1/actions", guarded(actions_feed), methods=["GET"]),
         Route("/api/events", guarded(api_events), methods=["GET"]),
         Route("/api/events/{event_id:int}", guarded(api_event), methods=["GET"]),
         Route("/api/tail", guarded(api_tail), methods=["GET"]),
         Route("/api/histogram", guarded(api_histogram), methods=["GET"]),
         Route("/api/summary", guarded(api_summary), methods=["GET"]),
-        Route("/api/actions", guarded(api_actions), methods=["GET", "POST"]),
-        Route("/api/actions/{action_id}", guarded(api_action_delete), methods=["DELETE"]),
+        Route("/api/actions", guarded(api_actions, api_write), methods=["GET", "POST"]),
+        Route("/api/actions/{action_id}", guarded(api_action_delete, Rule(api_write=True)), methods=["DELETE"]),
         Route("/", guarded(page_events), methods=["GET"]),
         Route("/events/{event_id:int}", guarded(page_event), methods=["GET"]),
         Route("/summary", guarded(page_summary), methods=["GET"]),
-        Route("/actions", guarded(page_actions), methods=["GET", "POST"]),
+        Route("/actions", guarded(page_actions, Rule(accepts=(FORM,))), methods=["GET", "POST"]),
     ]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
-        await run_in_threadpool(writer.close)  # store what was acknowledged before the server stops
+        await run_in_threadpool(writer.close)  # store what is queued before the server stops
 
     return Starlette(routes=routes, lifespan=lifespan)
 
 
 def _local(target: Any) -> bool:
     """Only same-site paths as redirect targets (no open redirect through the ``back`` field)."""
-    return isinstance(target, str) and target.startswith("/") and not target.startswith("//")
+    return isinstance(target, str) and target.startswith("/") and not target.startswith(("//", "/\\"))
 
 
 def _apply(store: Store, data: dict[str, Any]) -> str | None:

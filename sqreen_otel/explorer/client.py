@@ -38,6 +38,7 @@ class ExplorerClient:
         self.url = base_url(url)
         self.timeout = timeout
         self.session = requests.Session()
+        self.session.headers["X-Sqreen-Otel"] = "1"  # the explorer takes API writes only with it (no CSRF)
         token = token or os.environ.get(TOKEN_ENV) or None
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
@@ -75,10 +76,22 @@ class ExplorerClient:
 
     # -- events ------------------------------------------------------------------------------------
 
-    def tail(self, after: int, *, name: str | None = None, user: str | None = None, ip: str | None = None) -> list[Any]:
-        """Events stored after id ``after``, oldest first, at most ``TAIL_PAGE``."""
+    def tail(
+        self,
+        after: int,
+        *,
+        name: str | None = None,
+        user: str | None = None,
+        ip: str | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        prop: str | None = None,
+    ) -> list[Any]:
+        """Events stored after id ``after``, oldest first, at most ``TAIL_PAGE``; ``prop`` is ``key=value``."""
         params = {"after": str(after)}
-        params.update((key, value) for key, value in (("name", name), ("user", user), ("ip", ip)) if value)
+        filters = (("name", name), ("user", user), ("ip", ip), ("prop", prop))
+        params.update((key, value) for key, value in filters if value)
+        params.update((key, str(ns)) for key, ns in (("since", since_ns), ("until", until_ns)) if ns is not None)
         events: list[Any] = self.request("GET", "/api/tail", params=params)["events"]
         return events
 
@@ -93,8 +106,10 @@ class ExplorerClient:
         high: int | None = None  # newest <= high, once known
         probe, step = low, TAIL_PAGE
         while True:
-            events = self.tail(probe)
-            if 0 < len(events) < TAIL_PAGE:
+            answer = self.request("GET", "/api/tail", params={"after": str(probe)})
+            events = answer["events"]
+            more = answer.get("more", len(events) >= TAIL_PAGE)  # a page may also stop at a byte budget
+            if events and not more:
                 return int(events[-1]["id"])
             if events:  # a full page: the newest is at least its last one
                 low = int(events[-1]["id"])

@@ -3,6 +3,11 @@
 Each failure is its own exception with the HTTP status the server answers, so the server maps them
 without knowing why they happen: ``DecodeError`` (400), ``TooLarge`` (413), ``UnsupportedContentType`` (415).
 Messages are short, safe to echo to the client, and never quote more than a few characters of the input.
+
+``cap()`` then bounds what one event may cost, whatever a few compressed kilobytes inflate to: each
+attribute value (and the body) at most ``MAX_VALUE_BYTES`` (UTF-8 bytes; longer text is cut and ends with
+``CUT_MARKER``), each event at most ``MAX_EVENT_BYTES`` of keys and values (attributes past the budget are
+dropped, smallest kept first, and ``DROPPED_ATTRIBUTE`` says how many).
 """
 
 from __future__ import annotations
@@ -23,6 +28,13 @@ from ..receiver import decode_events
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 MAX_GZIP_MEMBERS = 64
+MAX_VALUE_BYTES = 64 * 1024
+MAX_EVENT_BYTES = 1024 * 1024
+MAX_KEY_BYTES = 1024
+CUT_MARKER = "\u2026[cut: {} more bytes]"
+DROPPED_ATTRIBUTE = "sqreen_otel.explorer.dropped_attributes"
+# Kept first when an event is over budget: what the explorer indexes, filters and dedupes on.
+_FIRST = ("log.record.uid", "event.name", "client.address", "url.path", "http.request.method", "sqreen.user.")
 
 _HEX = re.compile(r"[0-9a-fA-F]*")
 _FIELD = re.compile(r"Failed to parse (\w+) field: ")
@@ -91,7 +103,8 @@ def _from_json(body: bytes) -> ExportLogsServiceRequest:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise DecodeError(f"invalid OTLP/JSON{_parse_error(str(exc))}") from None
-    except (ValueError, TypeError, AttributeError, RecursionError):  # odd shapes json_format does not wrap
+    except (ValueError, TypeError, AttributeError, RecursionError, OverflowError):  # odd shapes json_format misses
+        # (OverflowError: "severityNumber": 1e400 is an infinite float, which no integer field can hold)
         raise DecodeError("invalid OTLP/JSON: unexpected value types") from None
     return request
 
@@ -199,3 +212,86 @@ def _member(dec: Any, data: bytes, room: int, coding: str) -> tuple[bytes, bytes
 def _short(value: str, limit: int = 40) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# -- byte caps --------------------------------------------------------------------------------------
+
+
+def cap(events: list[dict[str, Any]]) -> int:
+    """Cut oversized values and events in place (see the module docstring); returns the events' size in bytes."""
+    total = 0
+    for event in events:
+        size = _text_size(event.get("name") or "")
+        body = event.get("body")
+        if body is not None:
+            event["body"], used = _value(body)
+            size += used
+        for field in ("resource", "attributes"):
+            mapping = event.get(field)
+            if isinstance(mapping, dict) and mapping:
+                used, dropped = _mapping(mapping, MAX_EVENT_BYTES - size)
+                size += used
+                if dropped and field == "attributes":
+                    mapping[DROPPED_ATTRIBUTE] = dropped
+                    size += 64
+        total += size
+    return total
+
+
+def _mapping(mapping: dict[str, Any], budget: int) -> tuple[int, int]:
+    """Cap each value of ``mapping``; drop entries past ``budget`` bytes. Returns (bytes kept, entries dropped)."""
+    size, sized = 0, []
+    for key, value in mapping.items():
+        short, used = _value(value)
+        if short is not value:
+            mapping[key] = short
+        key_size = _text_size(key)
+        if key_size > MAX_KEY_BYTES:  # such a key cannot be kept whole: it is dropped with its value
+            used = budget + 1
+        sized.append((key, key_size + used))
+        size += key_size + used
+    if size <= budget:
+        return size, 0
+    first = [item for item in sized if item[0].startswith(_FIRST)]
+    rest = sorted((item for item in sized if not item[0].startswith(_FIRST)), key=lambda item: item[1])
+    kept, dropped = 0, 0
+    for key, used in first + rest:
+        if kept + used <= budget:
+            kept += used
+        else:
+            del mapping[key]
+            dropped += 1
+    return kept, dropped
+
+
+def _value(value: Any) -> tuple[Any, int]:
+    """``value`` within ``MAX_VALUE_BYTES`` (the same object when it fits) and its size in bytes."""
+    if isinstance(value, str):
+        size = _text_size(value)
+        return (value, size) if size <= MAX_VALUE_BYTES else _cut_text(value)
+    if isinstance(value, bytes):
+        if len(value) <= MAX_VALUE_BYTES // 2:  # stored as hex: twice as long
+            return value, 2 * len(value)
+        return value[: MAX_VALUE_BYTES // 2], MAX_VALUE_BYTES
+    if isinstance(value, (list, dict)):
+        text = json.dumps(value, ensure_ascii=False, default=_hex, separators=(",", ":"))
+        size = _text_size(text)
+        return (value, size) if size <= MAX_VALUE_BYTES else _cut_text(text)  # too big: its JSON text, cut
+    return value, 16  # numbers, booleans, None
+
+
+def _cut_text(text: str) -> tuple[str, int]:
+    data = text.encode("utf-8", "surrogatepass")
+    marker = CUT_MARKER.format(len(data) - (MAX_VALUE_BYTES - 64))
+    head = data[: MAX_VALUE_BYTES - 64].decode("utf-8", "ignore")  # "ignore": a character cut in two goes
+    return head + marker, MAX_VALUE_BYTES
+
+
+def _text_size(text: str) -> int:
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _hex(value: Any) -> str:
+    return value.hex() if isinstance(value, bytes) else str(value)

@@ -93,6 +93,47 @@ MIGRATIONS: tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], ...] =
         "CREATE UNIQUE INDEX IF NOT EXISTS events_uid ON events (uid)",
         "ALTER TABLE events ADD COLUMN time_exact TEXT",
     ),
+    (  # 3: playbooks (explorer/alerts.py): incidents, the decisions they took (served to agents unless simulated
+        # or lifted), per-decision hits from sq.action.* events, and how far live evaluation has read the events
+        """CREATE TABLE IF NOT EXISTS alerts (
+            id TEXT PRIMARY KEY,
+            playbook_id TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            first_ns INTEGER NOT NULL,
+            last_ns INTEGER NOT NULL,
+            open_until_ns INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            event_ids TEXT NOT NULL,
+            protected TEXT NOT NULL,
+            simulated INTEGER NOT NULL,
+            severity TEXT NOT NULL,
+            closed_at REAL,
+            created_at REAL NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS alerts_last ON alerts (last_ns)",
+        "CREATE INDEX IF NOT EXISTS alerts_playbook_last ON alerts (playbook_id, last_ns)",
+        """CREATE TABLE IF NOT EXISTS decisions (
+            id TEXT PRIMARY KEY,
+            alert_id TEXT NOT NULL,
+            playbook_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            ip TEXT,
+            user TEXT,
+            url TEXT,
+            duration REAL NOT NULL,
+            start REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            escalation INTEGER NOT NULL,
+            simulated INTEGER NOT NULL,
+            lifted_at REAL,
+            hits INTEGER NOT NULL DEFAULT 0,
+            last_hit_ns INTEGER,
+            created_at REAL NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS decisions_alert ON decisions (alert_id)",
+        "CREATE INDEX IF NOT EXISTS decisions_expiry ON decisions (expires_at)",
+        "CREATE TABLE IF NOT EXISTS playbook_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), last_event_id INTEGER)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -623,14 +664,18 @@ class Store:
                 counts[min(bucket, buckets - 1)] += n  # only a width capped at 2**63-1 can overshoot
         return (start, width, counts)
 
-    def summary(self) -> list[dict[str, Any]]:
-        """Per event name: how many, first and last time, distinct users and client addresses; most frequent first."""
+    def summary(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Per event name: how many, first and last time, distinct users and client addresses; most frequent first.
+
+        ``limit``: at most that many names (anyone who can send events can make up names).
+        """
         sql = (
             "SELECT name, count(*), min(time_ns), max(time_ns), count(DISTINCT user), count(DISTINCT client_address)"
-            " FROM events GROUP BY name ORDER BY count(*) DESC, name"
+            " FROM events GROUP BY name ORDER BY count(*) DESC, name LIMIT ?"
         )
         keys = ("name", "count", "first_ns", "last_ns", "users", "client_addresses")
-        return [dict(zip(keys, row, strict=True)) for row in self._conn().execute(sql)]
+        rows = self._conn().execute(sql, (-1 if limit is None else limit,))
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     # -- block actions -----------------------------------------------------------------------------
 

@@ -317,7 +317,7 @@ def events_page(
     pager = []
     if query.get("before"):
         pager.append(f'<a href="{_href("/", current)}">\u2190 Newest</a>')
-    if len(events) >= PAGE_SIZE:
+    if events and (len(events) >= PAGE_SIZE or getattr(events, "more", False)):  # more: cut short by bytes
         last = events[-1]
         older = _href("/", {**current, "before": f"{last.time_ns}:{last.id}"})
         pager.append(f'<a class="older" rel="next" href="{older}">Older \u2192</a>')
