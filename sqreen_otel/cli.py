@@ -30,7 +30,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -400,7 +399,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = _subcommand(sub, "serve", "run the Event Explorer (OTLP receiver, UI, actions feed)")
     p.add_argument("--db", default=DEFAULT_DB,
-                   help=f"SQLite file, or postgresql://user@host/dbname shared by replicas (default: {DEFAULT_DB})")  # fmt: skip
+                   help=f"SQLite file or postgresql://user@host/dbname (default: {DEFAULT_DB})")  # fmt: skip
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     p.add_argument(
         "--port", type=_port, default=DEFAULT_PORT, help=f"port, 0 for any free one (default: {DEFAULT_PORT})"

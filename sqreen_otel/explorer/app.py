@@ -44,7 +44,8 @@ from starlette.routing import Route
 
 from . import otlp, ui
 from .server import tally
-from .store import Event, Filters, Store
+from .storage import Storage
+from .store import Event, Filters
 from .writer import StorageError, Writer
 
 MiB = 1024 * 1024
@@ -182,7 +183,7 @@ class Rule:
     api_write: bool = False
 
 
-def create_app(store: Store, *, token: str | None = None) -> Starlette:
+def create_app(store: Storage, *, token: str | None = None) -> Starlette:
     """The explorer app over ``store``. With ``token``, every request must present it."""
     csrf = secrets.token_urlsafe(24)
     session = None if token is None else hmac.new(token.encode(), b"sqreen_otel explorer cookie", "sha256").hexdigest()
@@ -501,7 +502,7 @@ def _local(target: Any) -> bool:
     return isinstance(target, str) and target.startswith("/") and not target.startswith(("//", "/\\"))
 
 
-def _apply(store: Store, data: dict[str, Any]) -> str | None:
+def _apply(store: Storage, data: dict[str, Any]) -> str | None:
     """Apply a block or unblock request: ``{"action": "block_user", "user": {...}, "duration": 3600}``."""
     action = data.get("action")
     duration = data.get("duration")

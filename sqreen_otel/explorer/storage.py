@@ -7,6 +7,7 @@ retention rules do not know which one they talk to.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, Protocol
@@ -17,6 +18,7 @@ from .store import Clock, Event, Filters, Page, Store
 class Storage(Protocol):
     """What the explorer needs from a store (see ``store.Store`` for each method's contract)."""
 
+    path: str  # what messages name: the SQLite file, or the PostgreSQL URL without its password
     max_age: float | None
     max_rows: int | None
 
@@ -38,7 +40,7 @@ class Storage(Protocol):
     def get(self, event_id: int) -> Event | None: ...
     def count(self, filters: Filters = ...) -> int: ...
     def histogram(self, filters: Filters = ..., *, buckets: int = 60) -> tuple[int, int, list[int]]: ...
-    def summary(self) -> list[dict[str, Any]]: ...
+    def summary(self, limit: int | None = None) -> list[dict[str, Any]]: ...
     def add_action(
         self,
         action: Literal["block_user", "block_ip"],
@@ -64,6 +66,15 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 def is_postgres(db: str) -> bool:
     return db.startswith(POSTGRES_SCHEMES)
+
+
+def storage_errors(db: str) -> tuple[type[Exception], ...]:
+    """The exceptions that opening or probing the store of ``db`` raises for a bad database (not a bug)."""
+    if is_postgres(db):
+        import psycopg
+
+        return (psycopg.Error, OSError)
+    return (sqlite3.Error, OSError)
 
 
 def open_store(

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .store import Store
+from .storage import Storage
 
 logger = logging.getLogger("sqreen_otel.explorer")
 
@@ -42,7 +42,7 @@ class _Batch:
 class Writer:
     def __init__(
         self,
-        store: Store,
+        store: Storage,
         *,
         max_pending: int = 50_000,
         max_bytes: int = 64 * 1024 * 1024,
