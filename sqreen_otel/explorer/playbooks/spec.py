@@ -215,6 +215,9 @@ def substitute_env(text: str, env: Mapping[str, str], missing: list[str]) -> str
 # -- YAML with line numbers ------------------------------------------------------------------------
 
 
+_MAP_TAG, _SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+
+
 class _Node:
     """A YAML value with the line it starts on (1-based) and its field path, for errors."""
 
@@ -226,6 +229,8 @@ class _Node:
 
 def _convert(node: yaml.Node, loader: yaml.SafeLoader, path: str) -> _Node:
     line = node.start_mark.line + 1
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in (_MAP_TAG, _SEQ_TAG):
+        raise PlaybookError(f"not valid YAML: tag {node.tag!r} is not allowed", line=line, field=path)
     if isinstance(node, yaml.MappingNode):
         out: dict[str, _Node] = {}
         for key_node, value_node in node.value:
@@ -433,6 +438,8 @@ class _Reader:
         if not _ID.fullmatch(playbook_id):
             raise self.fail(spec["id"], "an id holds letters, digits, '_', '.' and '-' (64 at most)")
         mode = spec["mode"].value if "mode" in spec else "enforce"
+        if mode is False:  # YAML 1.1 reads a bare `off` as false
+            mode = "off"
         if mode not in ("enforce", "simulate", "off"):
             raise self.fail(spec["mode"], f"mode is enforce, simulate or off, got {mode!r}")
         severity = spec["severity"].value if "severity" in spec else "medium"
