@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import threading
 import time
 import urllib.parse
@@ -33,8 +34,8 @@ from typing import Any, Literal
 
 import psycopg
 
-from ..actions import MAX_ACTIONS, MAX_DOCUMENT_BYTES
 from ..blocking import MAX_IDENTIFIERS
+from . import store as limits  # the block list's limits, read at call time: one place sets them
 from .store import (
     _CANONICAL,
     INT64_MAX,
@@ -85,7 +86,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             resource TEXT NOT NULL,
             scope TEXT,
             uid TEXT,
-            time_exact TEXT
+            time_exact TEXT,
+            query_attributes TEXT
         )""",
         "CREATE INDEX events_time ON events (time_ns, id)",
         "CREATE INDEX events_name_time ON events (name, time_ns, id)",
@@ -121,13 +123,16 @@ _COLUMNS = (
 )
 _COPY_EVENTS = (
     'COPY events (id, time_ns, received_ns, name, "user", client_address, path, method, trace_id, span_id,'
-    " attributes, resource, scope, uid, time_exact) FROM STDIN"
+    " attributes, resource, scope, uid, time_exact, query_attributes) FROM STDIN"
 )
 _COPY_USERS = "COPY event_users (event_id, key, value) FROM STDIN"
 # A property compared as text: strings as they are, numbers and booleans as JSON writes them, null as 'null'.
+# query_attributes: the attributes without lone surrogates, which PostgreSQL's json refuses (only when they differ).
 _PROP_MATCH = (
-    "COALESCE(attributes::json ->> %s, CASE WHEN json_typeof(attributes::json -> %s) = 'null' THEN 'null' END) = %s"
+    "COALESCE(COALESCE(query_attributes, attributes)::json ->> %s,"
+    " CASE WHEN json_typeof(COALESCE(query_attributes, attributes)::json -> %s) = 'null' THEN 'null' END) = %s"
 )
+_SURROGATE_ESCAPE = re.compile(r"\\ud[89a-f][0-9a-f]{2}", re.IGNORECASE)
 
 
 class PgStore:
@@ -412,10 +417,10 @@ class PgStore:
                 (action_id, action, user_json, network, expires_at, now),
             )
             entries = _unexpired(conn, now)  # agents reject a whole document over their limits
-            if len(entries) > MAX_ACTIONS:
-                raise ValueError(f"too many block actions (at most {MAX_ACTIONS})")
-            if len(json.dumps(_document(entries))) > MAX_DOCUMENT_BYTES:
-                raise ValueError(f"the actions document would exceed {MAX_DOCUMENT_BYTES} bytes")
+            if len(entries) > limits.MAX_ACTIONS:
+                raise ValueError(f"too many block actions (at most {limits.MAX_ACTIONS})")
+            if len(json.dumps(_document(entries))) > limits.MAX_DOCUMENT_BYTES:
+                raise ValueError(f"the actions document would exceed {limits.MAX_DOCUMENT_BYTES} bytes")
         return action_id
 
     def remove_action(self, action_id: str) -> bool:
@@ -472,6 +477,7 @@ def _row(
         users.append((index, key, _text(value) or ""))
     uid = attributes.get(UID_ATTRIBUTE)
     time_ns = _ns(event.get("time_unix_nano")) or _ns(event.get("observed_time_unix_nano")) or received
+    attributes_json = _json(attributes)
     return [
         _sql_ns(time_ns),
         received,
@@ -482,12 +488,31 @@ def _row(
         _text(attributes.get("http.request.method")),
         _text(event.get("trace_id")),
         _text(event.get("span_id")),
-        _json(attributes),
+        attributes_json,
         resource_json,
         _text(event.get("scope")),
         _text(uid) if isinstance(uid, str) and uid else None,
         str(time_ns) if time_ns > INT64_MAX else None,
+        _queryable(attributes_json),
     ]
+
+
+def _queryable(attributes_json: str) -> str | None:
+    """The attributes' JSON as PostgreSQL's json reads it (lone surrogates as U+FFFD), or None when it already does."""
+    if not _SURROGATE_ESCAPE.search(attributes_json):  # surrogates only ever appear escaped: the text is ASCII
+        return None
+    fixed = _json(_replace_surrogates(json.loads(attributes_json)))
+    return fixed if fixed != attributes_json else None
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    return value
 
 
 def _one(row: tuple[Any, ...] | None) -> int:
