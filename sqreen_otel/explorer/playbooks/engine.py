@@ -135,10 +135,11 @@ class Result:
 
 
 class _Group:
-    __slots__ = ("alert", "decided", "state")
+    __slots__ = ("alert", "decided", "state", "values")
 
-    def __init__(self, state: ThresholdState | SequenceState) -> None:
+    def __init__(self, state: ThresholdState | SequenceState, values: tuple[Any, ...]) -> None:
         self.state = state
+        self.values = values  # the group_by fields' values, as the first event had them
         self.alert: Alert | None = None
         self.decided: dict[int, set[str]] = {}  # action index -> targets decided (or refused) in this alert
 
@@ -166,24 +167,33 @@ class _Runner:
         self.steps = playbook.sequence.steps if playbook.sequence else ()
         self.within_ns = int(playbook.window * 1e9)
         self.max_keys = max_keys
-        self.groups: OrderedDict[tuple[Any, ...], _Group] = OrderedDict()
+        self.groups: OrderedDict[Any, _Group] = OrderedDict()
         self.stats = {"matched": 0, "ungrouped": 0, "alerts": 0, "decisions": 0, "protected": 0, "evictions": 0}
 
-    def group_of(self, event: EventLike) -> tuple[tuple[Any, ...], _Group] | None:
-        values = tuple([get(event) for get in self.group_getters])
-        if MISSING in values:
-            self.stats["ungrouped"] += 1
-            return None
-        try:
-            key = values if all(type(v) is str for v in values) else tuple(_key(v) for v in values)
-            group = self.groups.get(key)
-        except TypeError:
-            key = tuple(_key(v) for v in values)
-            group = self.groups.get(key)
+    def group_of(self, event: EventLike) -> tuple[Any, _Group] | None:
+        """The event's group (made on first sight, evicting the least recently seen past ``max_keys``)."""
+        getters = self.group_getters
+        if len(getters) == 1:  # the common case: one field, a text value, the value itself is the key
+            value = getters[0](event)
+            if value.__class__ is str:
+                key: Any = value
+            elif value is MISSING:
+                self.stats["ungrouped"] += 1
+                return None
+            else:
+                key = _key(value)
+            values: tuple[Any, ...] | None = None
+        else:
+            values = tuple([get(event) for get in getters])
+            if any(v is MISSING for v in values):
+                self.stats["ungrouped"] += 1
+                return None
+            key = values if all(v.__class__ is str for v in values) else tuple(_key(v) for v in values)
+        group = self.groups.get(key)
         if group is None:
             detector = self.threshold or self.sequence
             assert detector is not None
-            group = _Group(detector.new_state())
+            group = _Group(detector.new_state(), values or (getters[0](event),))
             self.groups[key] = group
             if len(self.groups) > self.max_keys:
                 self.groups.popitem(last=False)
@@ -364,11 +374,11 @@ class Engine:
         if hits is not None:
             self._open(runner, key, group, hits, t)
 
-    def _open(self, runner: _Runner, key: tuple[Any, ...], group: _Group, hits: list[Hit], t: int) -> None:
+    def _open(self, runner: _Runner, key: Any, group: _Group, hits: list[Hit], t: int) -> None:
         playbook = runner.playbook
         group.state = (runner.threshold or runner.sequence).new_state()  # type: ignore[union-attr]
         first, last = hits[0].time_ns, max(h.time_ns for h in hits)
-        values = dict(zip(runner.group_fields, _group_values(runner, hits, key), strict=True))
+        values = dict(zip(runner.group_fields, group.values, strict=True))
         alert = Alert(
             id=_digest("alert", playbook.id, key, hits[0].id, first),
             playbook_id=playbook.id,
@@ -523,10 +533,6 @@ class Engine:
             if user and all(k in user and str(user[k]) == v for k, v in entry.items()):
                 return "allowlisted"
         return None
-
-
-def _group_values(runner: _Runner, hits: list[Hit], key: tuple[Any, ...]) -> list[Any]:
-    return [v[1] if isinstance(v, tuple) and len(v) == 2 and v[0] != "json" else v for v in key] if key else []
 
 
 def _group_target(action: Action, group: Mapping[str, Any]) -> tuple[str | None, dict[str, Any] | None]:

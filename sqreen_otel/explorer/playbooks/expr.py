@@ -18,14 +18,14 @@ evaluated every time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import celpy
 from celpy import celtypes
 from lark import Token, Tree
 
-from .fields import MISSING, PARAMS_PREFIX, Accessor, EventLike, accessor, check_field
+from .fields import MISSING, PARAMS_PREFIX, EventLike, accessor, check_field
 
 logger = logging.getLogger("sqreen_otel.explorer")
 
@@ -74,8 +74,16 @@ def _chain(node: Tree) -> list[str] | None:
     return None
 
 
-def _references(tree: Tree, found: list[list[str]], macros: list[bool]) -> None:
-    """Collect the longest field chains the expression reads (a bare root is a chain of one)."""
+def _references(tree: Tree, found: list[list[str]], macros: list[bool], presence: list[list[str]]) -> None:
+    """Collect the longest field chains the expression reads (a bare root is a chain of one).
+
+    Chains only tested by ``has()`` go to ``presence``: their value does not change the result.
+    """
+    if tree.data == "ident_arg" and tree.children and str(tree.children[0]) == "has":
+        for child in tree.children[1:]:
+            if isinstance(child, Tree):
+                _references(child, presence, macros, presence)
+        return
     if tree.data in ("member_dot", "member_index", "primary"):
         chain = _chain(tree)
         if chain is not None:
@@ -87,7 +95,7 @@ def _references(tree: Tree, found: list[list[str]], macros: list[bool]) -> None:
                 macros[0] = True
     for child in tree.children:
         if isinstance(child, Tree):
-            _references(child, found, macros)
+            _references(child, found, macros, presence)
 
 
 def _field_of(chain: list[str]) -> str | None:
@@ -161,16 +169,20 @@ class Where:
             detail = "" if getattr(exc, "column", None) is not None else f" ({first})"
             raise ExpressionError(f"not a valid CEL expression{at}{detail}: {text!r}") from None
         chains: list[list[str]] = []
+        tested: list[list[str]] = []
         macros = [False]
-        _references(ast, chains, macros)
-        unknown = sorted({c[0] for c in chains if c[0] not in ROOTS})
+        _references(ast, chains, macros, tested)
+        unknown = sorted({c[0] for c in chains + tested if c[0] not in ROOTS})
         if unknown and not macros[0]:
             raise ExpressionError(f"unknown name(s) {', '.join(unknown)}: fields start with {', '.join(ROOTS)}")
-        self.roots = frozenset(c[0] for c in chains if c[0] in ROOTS)
+        self.roots = frozenset(c[0] for c in chains + tested if c[0] in ROOTS)
         fields = [_field_of(c) for c in chains if c[0] in ROOTS]
-        self.fields: tuple[str, ...] | None = None if None in fields else tuple(sorted({f for f in fields if f}))
-        self._accessors: tuple[Accessor, ...] = tuple(accessor(f) for f in self.fields or ())
-        self._cache: dict[tuple[Any, ...], bool] = {}
+        present = [_field_of(c) for c in tested if c[0] in ROOTS]
+        cacheable = None not in fields and None not in present
+        self.fields: tuple[str, ...] | None = tuple(sorted({f for f in fields if f})) if cacheable else None
+        self.presence: tuple[str, ...] = tuple(sorted({f for f in present if f} - set(self.fields or ())))
+        self._key = self._key_function() if cacheable else None
+        self._cache: dict[Any, bool] = {}
         self.errors = 0  # evaluations that failed (a missing key, a type mismatch): counted as no match
         self.evaluations = 0  # evaluations by CEL (cache misses and uncacheable expressions)
 
@@ -190,11 +202,34 @@ class Where:
             self.errors += 1
         return result is True or (isinstance(result, celtypes.BoolType) and bool(result))
 
+    def _key_function(self) -> Callable[[EventLike], Any]:
+        """What the result depends on: each field's type and value, and whether each ``has()`` field is there.
+
+        The type is part of the key: ``1 == True`` in Python, not in CEL.
+        """
+        values = tuple(accessor(f) for f in self.fields or ())
+        tests = tuple(accessor(f) for f in self.presence)
+        if len(values) == 1 and not tests:
+            (get,) = values
+
+            def one(event: EventLike) -> Any:
+                value = get(event)
+                return (value.__class__, value)
+
+            return one
+        if len(tests) == 1 and not values:
+            (test,) = tests
+            return lambda event: test(event) is not MISSING
+        return lambda event: (
+            tuple([(v.__class__, v) for v in [get(event) for get in values]]),
+            tuple([test(event) is not MISSING for test in tests]),
+        )
+
     def matches(self, event: EventLike) -> bool:
-        if self.fields is None:
+        if self._key is None:
             return self.evaluate(event)
         try:
-            key = tuple([(v.__class__, v) for v in [get(event) for get in self._accessors]])
+            key = self._key(event)
             cached = self._cache.get(key)
         except TypeError:  # an unhashable value (a list or map property): no caching for this one
             return self.evaluate(event)

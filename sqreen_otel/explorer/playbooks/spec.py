@@ -261,6 +261,7 @@ class _Reader:
     def __init__(self, source: str, env: Mapping[str, str], strict_env: bool, base_dir: str) -> None:
         self.source, self.env, self.strict_env, self.base_dir = source, env, strict_env, base_dir
         self.missing: list[str] = []
+        self.compiled: dict[str, Where] = {}
 
     def fail(self, node: _Node, message: str, sub: str | None = None) -> PlaybookError:
         name = node.path if sub is None else (f"{node.path}.{sub}" if node.path else sub)
@@ -313,8 +314,12 @@ class _Reader:
             return None
         if not isinstance(node.value, str):
             raise self.fail(node, "expected a CEL expression as text")
+        known = self.compiled.get(node.value)
+        if known is not None:  # one Where per text: playbooks sharing a condition share its cache
+            return known
         try:
-            return Where(node.value)
+            self.compiled[node.value] = Where(node.value)
+            return self.compiled[node.value]
         except ExpressionError as exc:
             raise self.fail(node, str(exc)) from None
 
