@@ -375,3 +375,17 @@ def test_one_by_one_equals_batches_equals_a_replay() -> None:
         whole = _outputs(Engine(playbooks), [events])
         assert one == chunks == whole
     assert one[0] and one[1]  # the traffic did fire something to compare
+
+
+def test_a_reload_keeps_the_state_of_unchanged_playbooks() -> None:
+    text = f"version: 1\nplaybooks:\n  - id: a\n{THRESHOLD}  - id: b\n{THRESHOLD}"
+    engine = Engine(loads(text))
+    e = Events()
+    feed(engine, [e.login(0), e.login(1)])  # two of three failures, in both playbooks
+    changed = text.replace("  - id: b\n" + THRESHOLD, "  - id: b\n" + THRESHOLD.replace("1m}", "2m}"))
+    reloaded = engine.reloaded(loads(changed))
+    alerts, decisions = feed(reloaded, [e.login(2)])
+    assert [a.playbook_id for a in alerts] == ["a"]  # b changed: its windows started again
+    assert [d.playbook_id for d in decisions] == ["a"]
+    again = reloaded.reloaded(loads(changed))
+    assert feed(again, [e.login(3 + i) for i in range(3)])[1] == []  # the block of a is still in force

@@ -228,6 +228,8 @@ class Engine:
         max_keys: int | None = None,
     ) -> None:
         self.playbooks = playbooks
+        self._max_active_arg, self._max_keys_arg = max_active_decisions, max_keys
+        self._extra_proxies = tuple(trusted_proxies)
         self.max_active = max_active_decisions or playbooks.max_active_decisions
         self.max_keys = max_keys or playbooks.max_keys
         self._protected_networks = (
@@ -288,6 +290,27 @@ class Engine:
             dataclasses.replace(n, alert=snapshots.get(n.alert.id) or _snapshot(n.alert)) for n in result.notifications
         ]
         return result
+
+    def reloaded(self, playbooks: PlaybookSet) -> Engine:
+        """A new engine for a reloaded file that keeps what this one knows.
+
+        Playbooks whose definition is unchanged keep their groups, windows and open alerts; changed
+        or new ones start empty; decisions in force and escalation history carry over. The live
+        side calls this when the file changes and loads (and keeps this engine when it does not).
+        """
+        engine = Engine(playbooks, max_active_decisions=self._max_active_arg, max_keys=self._max_keys_arg,
+                        trusted_proxies=self._extra_proxies)  # fmt: skip
+        for playbook_id, runner in engine._runners.items():
+            old = self._runners.get(playbook_id)
+            if old is not None and old.playbook == runner.playbook and old.max_keys == runner.max_keys:
+                engine._runners[playbook_id] = old
+        engine._by_name, engine._any_name = {}, []
+        for runner in list(engine._runners.values()):
+            engine._add_runner(runner)
+        engine.now_ns = self.now_ns
+        engine._active, engine._expiry, engine._history = self._active, self._expiry, self._history
+        engine.counters = dict(self.counters)
+        return engine
 
     def restore(self, decisions: Iterable[Decision]) -> None:
         """Decisions still in force after a restart: they block duplicates and count for the breaker."""

@@ -189,6 +189,12 @@ class Where:
     def __repr__(self) -> str:
         return f"Where({self.text!r})"
 
+    def __eq__(self, other: object) -> bool:  # the same text is the same condition (reloads compare playbooks)
+        return isinstance(other, Where) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
+
     def evaluate(self, event: EventLike) -> bool:
         """Evaluate with CEL, without the cache."""
         self.evaluations += 1
