@@ -1,30 +1,45 @@
-"""``sqreen-otel import FILE``: past security events from a JSON Lines or CSV file, through the normal pipeline.
+"""``sqreen-otel import FILE``: past security events from a JSON Lines, CSV or OTLP JSON file, through the
+normal pipeline.
 
-One event per line:
-
-- JSON Lines (``.jsonl``, ``.ndjson``, ``.json``)::
+- JSON Lines (``.jsonl``, ``.ndjson``, ``.json``), one event per line, the format ``sqreen-otel export``
+  writes::
 
     {"name": "login_failed", "timestamp": "2024-05-01T12:00:00Z", "properties": {"attempt": 3},
-     "user_identifiers": {"email": "alice@example.com"}}
+     "user_identifiers": {"email": "alice@example.com"}, "ip": "203.0.113.7", "path": "/login"}
 
-  ``timestamp`` is ISO 8601 (``Z`` or an offset; naive means UTC) or epoch seconds (a number, or
-  digits as text). ``properties`` and ``user_identifiers`` are optional. Any other key rejects the
-  line (a misspelt ``timestamp`` must not silently become "now"), except ``_rejected_reason``, so a
-  corrected ``FILE.rejected`` can be imported as it is (a ``_rejected_line`` object must be replaced by
-  the corrected line). A file that starts with ``[`` is a JSON array, not JSON Lines: refused whole.
-- CSV (``.csv``): a header with ``name`` and ``timestamp`` and any ``properties.<key>`` and
-  ``user.<key>`` columns; empty cells are left out; values are text (CSV has no types). Quoted cells
-  may span lines; a record is reported by its first line.
+  Required: ``name`` and ``timestamp`` (ISO 8601 with ``Z`` or an offset, naive means UTC, or epoch
+  seconds as a number or digits). The timestamp is required, not "now" by default: these are past
+  events, and one dated at the import would show up as today's activity (and trip playbooks in a
+  backtest). Optional: ``properties`` (a mapping), ``user_identifiers`` (text or integer values), the
+  request the event happened in (``ip``, ``user_agent``, ``path``, ``method``, ``params``: a mapping of
+  text or lists of text, ``body``) and, on ``sq.action.*`` events only, ``action`` (text values, as
+  ``sqreen.action.<key>``). Any other key rejects the line (a misspelt ``timestamp`` must not silently
+  become something else), except ``_rejected_reason``, so a corrected ``FILE.rejected`` can be imported
+  as it is (a ``_rejected_line`` object must be replaced by the corrected line). A file that starts
+  with ``[`` is a JSON array, not JSON Lines: refused whole. Names starting with ``sq.`` are the SDK's:
+  only its own events (``sq.sdk.users.login``, ``sq.sdk.users.signup``, ``sq.action.*``) import, so that
+  an exported dataset moves whole between explorers.
+- CSV (``.csv``): a header with ``name`` and ``timestamp`` and any ``properties.<key>``, ``user.<key>``,
+  ``params.<name>``, ``action.<key>``, ``ip``, ``user_agent``, ``path`` and ``method`` columns; empty
+  cells are left out; values are text (CSV has no types). Quoted cells may span lines; a record is
+  reported by its first line.
+- OTLP JSON (``{"resourceLogs": [...]}``, recognised by its content): what OpenTelemetry's file
+  exporters and the Collector's ``fileexporter`` write, one request per line, or one document over
+  many lines. Each log record is one event: the name from ``eventName`` (else the ``event.name``
+  attribute), the time from ``timeUnixNano`` (else ``observedTimeUnixNano``), our attributes mapped
+  back (``sqreen.properties.*``, ``sqreen.user.*``, ``client.address``...), any other attribute kept
+  as a property. A record is reported as ``FILE:LINE: record N: reason`` (LINE where its document
+  starts) and written to ``FILE.rejected`` in the JSON Lines form above.
 
-Each good line is one ``sqreen_otel.track(name, {..., "timestamp": dt})``: validation, scrubbing and
+Each good event is one ``sqreen_otel.track(name, {..., "timestamp": dt})``: validation, scrubbing and
 export are the SDK's own. A bad line (bad JSON or CSV, missing name or timestamp, bad timestamp, a
-reserved ``sq.`` name, an argument ``track()`` refuses, over 1 MiB, not UTF-8, a lone surrogate the
-OTLP encoder would drop) is reported on stderr with its line number and written to ``FILE.rejected``:
-for JSON Lines the original object with a ``_rejected_reason`` field inserted first (or, when the line
-is not an object, ``{"_rejected_reason": ..., "_rejected_line": "<the line>"}``), for CSV the
-original row with a ``rejected_reason`` column (a line that is not a CSV record: as it was, plus the
-reason). Each run replaces ``FILE.rejected``, and removes it when no line was rejected. Blank lines are
-skipped and not counted.
+reserved ``sq.`` name, an argument ``track()`` refuses, over 1 MiB (OTLP documents: 16 MiB), not UTF-8,
+a lone surrogate the OTLP encoder would drop) is reported on stderr with its line number and written to
+``FILE.rejected``: for JSON Lines the original object with a ``_rejected_reason`` field inserted first
+(or, when the line is not an object, ``{"_rejected_reason": ..., "_rejected_line": "<the line>"}``), for
+CSV the original row with a ``rejected_reason`` column (a line that is not a CSV record: as it was,
+plus the reason). Each run replaces ``FILE.rejected``, and removes it when no line was rejected. Blank
+lines are skipped and not counted.
 
 Events are flushed every ``CHUNK`` lines; if a flush fails (nothing listening, the endpoint refuses
 them), reading stops there. Exit status: 0 all lines sent and delivered, 1 some lines rejected, 2 the
@@ -42,6 +57,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -51,6 +67,9 @@ from typing import IO, Any, BinaryIO, TextIO
 
 import sqreen_otel
 
+from .clientip import parse_address
+from .track import _record
+
 MiB = 1024 * 1024
 MAX_LINE = MiB
 CHUNK = 4096  # events between flushes; the queue holds two chunks, so nothing is ever dropped
@@ -58,8 +77,21 @@ FLUSH_TIMEOUT = 30.0
 FLUSH_RETRY_DELAYS = (0.5, 1.5)  # a busy endpoint gets two more tries before the import stops
 DEFAULT_ENDPOINT = "http://127.0.0.1:4318/v1/logs"
 RESERVED_PREFIX = "sq."
+MAX_DOCUMENT = 16 * MiB  # one OTLP JSON document (a request of many records)
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".csv": "csv"}
-JSON_KEYS = ("name", "timestamp", "properties", "user_identifiers")
+FORMAT_NAMES = ("jsonl", "csv", "otlp")
+REQUEST_FIELDS = {"ip": "client.address", "user_agent": "user_agent.original", "path": "url.path",
+                  "method": "http.request.method"}  # fmt: skip
+JSON_KEYS = ("name", "timestamp", "properties", "user_identifiers", *REQUEST_FIELDS, "params", "body", "action")
+SDK_EVENTS = frozenset({"sq.sdk.users.login", "sq.sdk.users.signup"})  # the SDK's own names that import
+ACTION_PREFIX = "sq.action."
+# Attribute prefixes of the import format's fields, and attributes that are made anew for each event.
+PROPERTIES, USER, TRAITS = "sqreen.properties.", "sqreen.user.", "sqreen.user.traits."
+PARAMS, BODY, ACTION = "sqreen.request.params.", "sqreen.request.body", "sqreen.action."
+NOT_CARRIED = frozenset({"network.peer.address", "log.record.uid", "event.name"})
+MAX_ACTION_VALUE = 1024
+_OTLP_START = re.compile(rb'\A\s*\{\s*"resource_?[lL]ogs"\s*:')
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]]')  # strings (skipped) and brackets, for depth
 REASON_KEY = "_rejected_reason"
 LINE_KEY = "_rejected_line"
 REASON_COLUMN = "rejected_reason"
@@ -76,11 +108,20 @@ class ImportFailed(Exception):
 
 
 def format_of(path: str) -> str:
-    """``jsonl`` or ``csv`` from the extension (``FILE.rejected`` counts as ``FILE``); ``ImportFailed`` if unknown."""
+    """``jsonl``, ``csv`` or ``otlp``: from the extension (``FILE.rejected`` counts as ``FILE``), and for JSON
+    from the content (``{"resourceLogs": ...`` is OTLP); ``ImportFailed`` if unknown."""
     base = path[: -len(".rejected")] if path.endswith(".rejected") else path
     fmt = FORMATS.get(os.path.splitext(base)[1].lower())
     if fmt is None:
-        raise ImportFailed(f"cannot tell the format of {path!r} from its extension: give --format jsonl or csv")
+        raise ImportFailed(f"cannot tell the format of {path!r} from its extension: give --format jsonl, csv or otlp")
+    if fmt == "jsonl":
+        try:
+            with open(path, "rb") as f:
+                start = f.read(4096)
+        except OSError:
+            return fmt  # import_file reports it
+        if _OTLP_START.match(start.removeprefix(codecs.BOM_UTF8)):
+            return "otlp"
     return fmt
 
 
@@ -324,15 +365,23 @@ class _Importer:
 
     # -- sending ------------------------------------------------------------------------------------
 
-    def send(self, number: int, name: Any, options: dict[str, Any], write_rejected: Callable[[str], None]) -> bool:
+    def send(self, number: int, event: _Event, write_rejected: Callable[[str], None], where: str = "") -> bool:
         """Track one event; ``False`` when the import must stop (the export failed)."""
         reason = None
-        if isinstance(name, str) and name.startswith(RESERVED_PREFIX):
-            reason = f"reserved name {_short(name)}: names starting with {RESERVED_PREFIX!r} are the SDK's own"
+        name, options = event.name, event.options
+        sdk_event = isinstance(name, str) and (name in SDK_EVENTS or name.startswith(ACTION_PREFIX))
+        if isinstance(name, str) and name.startswith(RESERVED_PREFIX) and not sdk_event:
+            reason = (f"reserved name {_short(name)}: names starting with {RESERVED_PREFIX!r} are the SDK's own "
+                      f"(only {', '.join(sorted(SDK_EVENTS))} and {ACTION_PREFIX}* import)")  # fmt: skip
+        elif event.extra and not sdk_event:
+            reason = f"action is only for {ACTION_PREFIX}* events"
         else:
             try:
                 _check_unicode(name, options)
-                if not sqreen_otel.track(name, options):
+                # The SDK's own events: recorded as auth_track() and the block checks record them.
+                recorded = (_record(name, options, internal=True, extra=event.extra or None) if sdk_event
+                            else sqreen_otel.track(name, options))  # fmt: skip
+                if not recorded:
                     reason = "track() did not record it: " + ("; ".join(self.warnings.mine) or "see the log")
             except (TypeError, ValueError) as exc:  # track()'s argument errors
                 reason = str(exc)
@@ -340,10 +389,10 @@ class _Importer:
                 reason = str(exc)
         if reason is None:
             for message in self.warnings.mine:
-                self.say(f"{self.path}:{number}: warning: {message}")
+                self.say(f"{self.path}:{number}: {where}warning: {message}")
         self.warnings.mine.clear()
         if reason is not None:
-            self.reject(number, reason, lambda: write_rejected(reason))
+            self.reject(number, where + reason, lambda: write_rejected(reason))
             return True
         self.result.read += 1
         self.result.sent += 1
@@ -379,8 +428,11 @@ class _Importer:
 
     def run(self, stream: BinaryIO) -> Result:
         self.stream = stream
-        lines = _lines(stream)
-        going = self.jsonl(lines) if self.fmt == "jsonl" else self.csv(lines)
+        if self.fmt == "otlp":
+            going = self.otlp(stream)
+        else:
+            lines = _lines(stream)
+            going = self.jsonl(lines) if self.fmt == "jsonl" else self.csv(lines)
         if going and self.result.sent:
             self.deliver()
         elif not self.result.complete:
@@ -409,11 +461,11 @@ class _Importer:
                 self.reject(line.number, str(exc), partial(self._json_wrap, line, str(exc)))
                 continue
             try:
-                name, options = _json_event(obj)
+                event = _json_event(obj)
             except Rejected as exc:
                 self.reject(line.number, str(exc), partial(self._json_insert, line, obj, str(exc)))
                 continue
-            if not self.send(line.number, name, options, partial(self._json_insert, line, obj)):
+            if not self.send(line.number, event, partial(self._json_insert, line, obj)):
                 return False
         return True
 
@@ -433,6 +485,45 @@ class _Importer:
         text = line.data.lstrip()
         assert text.startswith(b"{")
         self.rejects.write(b"{", field, b"," if obj else b"", text[1:] if obj else b"}", b"\n")
+
+    def otlp(self, stream: BinaryIO) -> bool:
+        """OTLP JSON documents, each record one event; rejected records go out in the JSON Lines form."""
+        for document in _documents(stream):
+            self.last_line = document.last
+            self.tick()
+            if document.problem is not None:
+                self.reject(document.first, document.problem, partial(self._json_text, document))
+                continue
+            try:
+                records = decode_otlp(document.data)
+            except ValueError as exc:
+                reason = f"bad OTLP JSON: {exc}"
+                self.reject(document.first, reason, partial(self._json_text, document, reason))
+                continue
+            for index, record in enumerate(records, 1):
+                obj = import_object(record["name"] or record["attributes"].get("event.name"),
+                                    record["time_unix_nano"] or record["observed_time_unix_nano"],
+                                    record["attributes"])  # fmt: skip
+                where = f"record {index}: "
+                write = partial(self._json_object, obj)
+                try:
+                    if not obj["name"]:
+                        raise Rejected("missing name: the record has no eventName (nor an event.name attribute)")
+                    event = _json_event(obj)
+                except Rejected as exc:
+                    self.reject(document.first, where + str(exc), partial(write, str(exc)))
+                    continue
+                if not self.send(document.first, event, write, where):
+                    return False
+        return True
+
+    def _json_text(self, document: _Document, reason: str | None = None) -> None:
+        text = document.data.rstrip().decode("utf-8", "replace") if document.problem is None else None
+        item = {REASON_KEY: reason or document.problem, **({LINE_KEY: text} if text is not None else {})}
+        self.rejects.write(json.dumps(item, ensure_ascii=False).encode("utf-8", "replace"), b"\n")
+
+    def _json_object(self, obj: dict[str, Any], reason: str) -> None:
+        self.rejects.write(json.dumps({REASON_KEY: reason, **obj}, default=_hex_bytes).encode(), b"\n")
 
     def csv(self, lines: Iterator[_Line]) -> bool:
         columns: list[tuple[str, str]] | None = None
@@ -475,11 +566,11 @@ class _Importer:
                 columns = self._csv_header(row, first)
                 continue
             try:
-                name, options = _csv_event(row, columns)
+                event = _json_event(_csv_object(row, columns))
             except Rejected as exc:
                 self.reject(first, str(exc), partial(self._csv_row, row, columns, str(exc)))
                 continue
-            if not self.send(first, name, options, partial(self._csv_row, row, columns)):
+            if not self.send(first, event, partial(self._csv_row, row, columns)):
                 return False
         if pending:
             reason = "unclosed quote at the end of the file"
@@ -495,13 +586,14 @@ class _Importer:
                 raise ImportFailed(f"{self.path}:{number}: column {_short(name)} appears twice")
             seen.add(name)
             kind, _, key = name.partition(".")
-            if name in ("name", "timestamp", REASON_COLUMN):
+            if name in ("name", "timestamp", REASON_COLUMN, *REQUEST_FIELDS):
                 columns.append((name, ""))
-            elif kind in ("properties", "user") and key:
+            elif kind in _CSV_GROUPS and key:
                 columns.append((kind, key))
             else:
+                groups = ", ".join(f"{group}.<key>" for group in _CSV_GROUPS)
                 raise ImportFailed(f"{self.path}:{number}: unknown column {_short(name)}: expected name, timestamp, "
-                                   "properties.<key> and user.<key>")  # fmt: skip
+                                   f"{', '.join(REQUEST_FIELDS)} and {groups}")  # fmt: skip
         if "name" not in seen or "timestamp" not in seen:
             raise ImportFailed(f"{self.path}:{number}: the CSV header must have name and timestamp columns")
         header = [*row, REASON_COLUMN] if REASON_COLUMN not in seen else row
@@ -540,7 +632,28 @@ def _json_object(data: bytes) -> dict[str, Any]:
     return obj
 
 
-def _json_event(obj: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+@dataclass
+class _Event:
+    name: Any
+    options: dict[str, Any]
+    extra: dict[str, str]  # sqreen.action.* attributes of an sq.action.* event
+
+
+class ImportedRequest:
+    """The request an imported event happened in, as the file gives it (a ``RequestContext``)."""
+
+    def __init__(self, attributes: dict[str, Any], body: Any) -> None:
+        self._attributes = attributes
+        self._body = body
+
+    def attributes(self) -> dict[str, Any]:
+        return self._attributes
+
+    def body(self) -> Any:
+        return self._body
+
+
+def _json_event(obj: dict[str, Any]) -> _Event:
     if LINE_KEY in obj:
         raise Rejected(f"a line rejected earlier ({LINE_KEY}): replace this object with the corrected line")
     unknown = sorted(key for key in obj if key not in JSON_KEYS and key != REASON_KEY)
@@ -553,34 +666,182 @@ def _json_event(obj: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     for key in ("properties", "user_identifiers"):
         if obj.get(key) is not None:
             options[key] = obj[key]
-    return name, options
+    request = _request(obj)
+    if request is not None:
+        options["request"] = request
+        options["collect_body"] = obj.get("body") is not None
+    return _Event(name, options, _action(obj.get("action")))
 
 
-def _csv_event(row: list[str], columns: list[tuple[str, str]]) -> tuple[str, dict[str, Any]]:
+def _request(obj: dict[str, Any]) -> ImportedRequest | None:
+    attributes: dict[str, Any] = {}
+    for field, attribute in REQUEST_FIELDS.items():
+        value = obj.get(field)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise Rejected(f"{field} must be text, got {_json_type(value)}")
+        if field == "ip":
+            address = parse_address(value)
+            if address is None:
+                raise Rejected(f"ip must be an IP address, got {_short(value)}")
+            value = str(address)
+        attributes[attribute] = value
+    params = obj.get("params")
+    if params is not None:
+        if not isinstance(params, dict):
+            raise Rejected(f"params must be a mapping, not {_json_type(params)}")
+        for key, value in params.items():
+            if not (isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value))):
+                raise Rejected(f"params[{_short(key)}] must be text or a list of text, got {_json_type(value)}")
+            attributes[PARAMS + key] = value
+    if not attributes and obj.get("body") is None:
+        return None
+    return ImportedRequest(attributes, obj.get("body"))
+
+
+def _action(raw: Any) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise Rejected(f"action must be a mapping, not {_json_type(raw)}")
+    extra: dict[str, str] = {}
+    for key, value in raw.items():
+        if not isinstance(value, str) or len(value) > MAX_ACTION_VALUE:
+            raise Rejected(f"action[{_short(key)}] must be text of at most {MAX_ACTION_VALUE} characters")
+        extra[ACTION + key] = value
+    return extra
+
+
+_CSV_GROUPS = {"properties": "properties", "user": "user_identifiers", "params": "params", "action": "action"}
+
+
+def _csv_object(row: list[str], columns: list[tuple[str, str]]) -> dict[str, Any]:
+    """A CSV record as the JSON Lines object it stands for; empty cells left out."""
     if len(row) != len(columns):
         raise Rejected(f"expected {len(columns)} cells as in the header, got {len(row)}")
-    name, timestamp = "", ""
-    properties: dict[str, str] = {}
-    user: dict[str, str] = {}
+    obj: dict[str, Any] = {}
     for (kind, key), value in zip(columns, row, strict=True):
         if kind == "name":
-            name = value.strip()
-        elif kind == "timestamp":
-            timestamp = value
-        elif value == "":
+            obj["name"] = value.strip()
+        elif kind == REASON_COLUMN or value == "":
             continue
-        elif kind == "properties":
-            properties[key] = value
-        elif kind == "user":
-            user[key] = value
-    if not name:
-        raise Rejected("missing name")
-    options: dict[str, Any] = {"timestamp": _timestamp(timestamp)}
-    if properties:
-        options["properties"] = properties
-    if user:
-        options["user_identifiers"] = user
-    return name, options
+        elif kind in _CSV_GROUPS:
+            obj.setdefault(_CSV_GROUPS[kind], {})[key] = value
+        else:
+            obj[kind] = value
+    return obj
+
+
+def import_object(name: Any, time_ns: int, attributes: dict[str, Any]) -> dict[str, Any]:
+    """An event's stored attributes as one import-format object (what ``export`` writes, OTLP records become).
+
+    Our attributes map back to their fields; another producer's attributes are kept as properties under
+    their own key; the ids and the peer address are made anew when the event is recorded again.
+    """
+    found: dict[str, Any] = {"name": name}
+    if time_ns:
+        moment = _EPOCH + _dt.timedelta(microseconds=time_ns // 1000)
+        found["timestamp"] = f"{moment:%Y-%m-%dT%H:%M:%S.%f}Z"
+    fields = {attribute: field for field, attribute in REQUEST_FIELDS.items()}
+    groups: dict[str, dict[str, Any]] = {}
+    for key, value in attributes.items():
+        if key in fields:
+            found[fields[key]] = value
+        elif key == BODY:
+            found["body"] = value
+        elif key in NOT_CARRIED or key.startswith(TRAITS):
+            continue
+        else:
+            for prefix, group in ((PROPERTIES, "properties"), (USER, "user_identifiers"), (PARAMS, "params"),
+                                  (ACTION, "action")):  # fmt: skip
+                if key.startswith(prefix):
+                    groups.setdefault(group, {})[key[len(prefix) :]] = value
+                    break
+            else:
+                if not key.startswith("sqreen."):
+                    groups.setdefault("properties", {})[key] = value
+    found.update(groups)
+    return {key: found[key] for key in JSON_KEYS if key in found}  # in the documented order
+
+
+def decode_otlp(data: bytes) -> list[dict[str, Any]]:
+    """The records of one OTLP JSON document (hex ids, unknown fields ignored), as the explorer decodes them."""
+    from .explorer.otlp import JSON, decode
+
+    return decode(data, JSON)
+
+
+def _hex_bytes(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
+def _bracket_depth(line: bytes) -> tuple[int, int]:
+    """How much ``line`` opens (its brackets outside strings), and the lowest depth reached within it."""
+    depth = lowest = 0
+    for match in _JSON_TOKEN.finditer(line):
+        token = match.group()
+        if token in (b"{", b"["):
+            depth += 1
+        elif token in (b"}", b"]"):
+            depth -= 1
+            lowest = min(lowest, depth)
+    return depth, lowest
+
+
+@dataclass
+class _Document:
+    first: int  # its first and last line
+    last: int
+    data: bytes
+    problem: str | None = None
+
+
+def _documents(stream: BinaryIO) -> Iterator[_Document]:
+    """The JSON documents of a file, one per line or spread over lines, each at most ``MAX_DOCUMENT`` bytes.
+
+    A document ends on the line where its brackets balance (JSON strings cannot hold a raw newline, so each
+    line is scanned on its own); text that is not one is one bad document per line.
+    """
+    number, depth, first, size = 0, 0, 0, 0
+    parts: list[bytes] = []
+    problem: str | None = None
+    while True:
+        raw = stream.readline(MAX_DOCUMENT + 1)
+        if not raw:
+            break
+        number += 1
+        if number == 1:
+            raw = raw.removeprefix(codecs.BOM_UTF8)
+        if not parts and problem is None and not raw.strip():
+            continue
+        if not parts and problem is None:
+            first = number
+        if len(raw) > MAX_DOCUMENT and not raw.endswith(b"\n"):  # one huge line: skip it, without scanning
+            while raw and not raw.endswith(b"\n"):
+                raw = stream.readline(64 * 1024)
+            yield _Document(first, number, b"", f"document longer than {MAX_DOCUMENT:,} bytes")
+            depth, parts, size, problem = 0, [], 0, None
+            continue
+        change, lowest = _bracket_depth(raw)
+        if (parts or problem is not None) and raw.startswith(b"{") and change == 0 and lowest >= 0:
+            # A whole document on one line while another is still open: that one was not JSON (an unbalanced
+            # "{"), and must not swallow the documents that follow it.
+            yield _Document(first, number - 1, b"".join(parts), problem)
+            depth, parts, size, problem, first = 0, [], 0, None, number
+        depth += change
+        size += len(raw)
+        if size > MAX_DOCUMENT:
+            problem, parts = f"document longer than {MAX_DOCUMENT:,} bytes", []
+        elif problem is None:
+            parts.append(raw)
+        if depth <= 0:
+            yield _Document(first, number, b"".join(parts), problem)
+            depth, parts, size, problem = 0, [], 0, None
+    if parts or problem is not None:
+        yield _Document(first, number, b"".join(parts), problem or "unexpected end of the file inside a document")
 
 
 def _timestamp(raw: Any) -> _dt.datetime:
@@ -631,8 +892,8 @@ def import_file(
     err = err if err is not None else sys.stderr
     out = out if out is not None else sys.stdout
     fmt = fmt or format_of(path)
-    if fmt not in ("jsonl", "csv"):
-        raise ImportFailed(f"format must be jsonl or csv, got {fmt!r}")
+    if fmt not in FORMAT_NAMES:
+        raise ImportFailed(f"format must be jsonl, csv or otlp, got {fmt!r}")
     endpoint = endpoint or os.environ.get("SQREEN_OTEL_ENDPOINT") or DEFAULT_ENDPOINT
     try:
         stream = open(path, "rb")  # noqa: SIM115 - closed below

@@ -68,7 +68,7 @@ def test_import_jsonl_sends_good_lines_with_their_timestamps_and_rejects_bad_one
         "this is not json",
         '{"timestamp": "2024-05-01T12:00:00Z", "properties": {"a": 1}}',
         '{"name": "imp.login", "timestamp": "yesterday"}',
-        '{"name": "sq.sdk.users.login", "timestamp": 1714564800}',
+        '{"name": "sq.custom.login", "timestamp": 1714564800}',  # sq. names are the SDK's
         '{"name": "imp.login", "timestamp": 1714564800, "user_identifiers": {"email": ["a", "b"]}}',
         '{"name": "imp.login", "timestamp": 1714564800, "properties": ["not", "a", "mapping"]}',
         json.dumps({"name": "imp.long", "timestamp": 1714564800, "properties": {"blob": long_value}}),
@@ -89,7 +89,7 @@ def test_import_jsonl_sends_good_lines_with_their_timestamps_and_rejects_bad_one
         5: "bad JSON",
         6: "missing name",
         7: "bad timestamp 'yesterday'",
-        8: "reserved name 'sq.sdk.users.login'",
+        8: "reserved name 'sq.custom.login'",
         9: "user_identifiers['email'] must be str or int, got list",
         10: "properties must be a mapping, not list",
         11: "line longer than 1,048,576 bytes",
@@ -125,7 +125,7 @@ def test_import_jsonl_sends_good_lines_with_their_timestamps_and_rejects_bad_one
     assert first["attributes"]["sqreen.properties.password"] == "[REDACTED]"  # scrubbed by the pipeline
     assert abs(first["received_ns"] - time.time_ns()) < 60 * 10**9  # stored now, dated then
     assert sorted(e["time_ns"] for e in events(explorer, name="imp.epoch")) == [1714564800500000000, 1714564801 * 10**9]
-    assert events(explorer, name="sq.sdk.users.login") == []
+    assert events(explorer, name="sq.custom.login") == []
 
     # The rejected file imports as it is: each line is rejected again, its reason replaced, not doubled.
     again = run("import", str(tmp_path / "events.jsonl.rejected"), "--endpoint", explorer + "/v1/logs")
@@ -168,7 +168,7 @@ def test_import_csv(explorer: str, tmp_path: Path) -> None:
         "csv.signup,not a time,pro,,,",
         'csv.note,1704164645,free,"two\nlines",carol@example.com,',
         "csv.signup,2024-01-02T03:04:05Z,too,many,cells,here,!",
-        "sq.sdk.users.signup,2024-01-02T03:04:05Z,,,x@example.com,",
+        "sq.custom.signup,2024-01-02T03:04:05Z,,,x@example.com,",
         'csv.bad,2024-01-02T03:04:05Z,"bad"quote,,,',
         "csv.signup,2024-01-02T03:04:06+01:00,,,dave@example.com,",
         f"csv.long,2024-01-02T03:04:05Z,{'x' * MiB},,,",
@@ -182,7 +182,7 @@ def test_import_csv(explorer: str, tmp_path: Path) -> None:
         4: "missing timestamp",
         5: "bad timestamp 'not a time'",
         8: "expected 6 cells as in the header, got 7",
-        9: "reserved name 'sq.sdk.users.signup'",
+        9: "reserved name 'sq.custom.signup'",
         10: "bad CSV",
         12: "line longer than 1,048,576 bytes",
     }
@@ -237,7 +237,7 @@ def test_import_without_a_listening_endpoint_exits_2(tmp_path: Path) -> None:
 def test_files_that_cannot_be_imported_exit_2(tmp_path: Path) -> None:
     (tmp_path / "events.txt").write_text("")
     result = run("import", str(tmp_path / "events.txt"))
-    assert result.returncode == 2 and "--format jsonl or csv" in result.stderr
+    assert result.returncode == 2 and "--format jsonl, csv or otlp" in result.stderr
     result = run("import", str(tmp_path / "missing.jsonl"))
     assert result.returncode == 2 and "cannot read" in result.stderr
     array = tmp_path / "array.json"
