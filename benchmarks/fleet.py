@@ -37,7 +37,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from postgres_server import Server  # noqa: E402 - the tests' private PostgreSQL cluster
+from postgres_server import Server  # the tests' private PostgreSQL cluster
 
 CLI = str(Path(sys.executable).parent / "sqreen-otel")
 TOKEN = "bench-token-0123456789"
