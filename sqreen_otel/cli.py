@@ -97,10 +97,17 @@ def serve(args: argparse.Namespace) -> int:
         store.close()
         print(f"sqreen-otel serve: cannot write to the database {args.db}: {exc}", file=sys.stderr)
         return 1
+    live = None
+    if args.playbooks:
+        live = _start_playbooks(args.playbooks, store)
+        if live is None:
+            sock.close()
+            store.close()
+            return 2
     host, port = sock.getsockname()[:2]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     print(f"Event Explorer on {url}/  (OTLP logs: {url}/v1/logs, actions: {url}/v1/actions)", flush=True)
-    server = uvicorn.Server(explorer_server.config(create_app(store, token=args.token)))
+    server = uvicorn.Server(explorer_server.config(create_app(store, token=args.token, live=live)))
     # uvicorn stops on SIGINT and SIGTERM, then raises the signal again for the previous handler: make that
     # handler a clean stop for SIGTERM too (status 0, the database closed), as Ctrl-C is.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -110,8 +117,36 @@ def serve(args: argparse.Namespace) -> int:
         pass
     finally:
         sock.close()
+        if live is not None:
+            live.close()
         store.close()
     return 0 if server.started else EXIT_CANNOT_LISTEN
+
+
+def _start_playbooks(path: str, store: Any) -> Any:
+    """Live evaluation of ``path`` (``serve --playbooks``); ``None`` after printing why it cannot start."""
+    from .explorer.live import Live
+    from .explorer.notify import SMTPConfig
+    from .explorer.playbooks import PlaybookError
+    from .explorer.store import Store
+
+    if not isinstance(store, Store):
+        print("sqreen-otel serve: --playbooks needs a SQLite --db (PostgreSQL is not supported yet)", file=sys.stderr)
+        return None
+    proxies = [p.strip() for p in os.environ.get("SQREEN_OTEL_TRUSTED_PROXIES", "").split(",") if p.strip()]
+    try:
+        smtp = SMTPConfig.from_environment()
+        live = Live(store, path, trusted_proxies=proxies, smtp=smtp).start()
+    except PlaybookError as exc:
+        print(f"sqreen-otel serve: {exc}", file=sys.stderr)
+        return None
+    except ValueError as exc:
+        print(f"sqreen-otel serve: {exc}", file=sys.stderr)
+        return None
+    assert live.playbooks is not None
+    modes = ", ".join(f"{p.id} ({p.mode})" for p in live.playbooks.playbooks)
+    print(f"Playbooks from {path}: {modes or 'none'}; reloaded when the file changes", flush=True)
+    return live
 
 
 def _log_to_stderr() -> None:
@@ -407,6 +442,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="required on every request; mandatory when binding beyond loopback")
     p.add_argument("--max-age-days", type=float, default=30.0, help="drop events received longer ago (default 30)")
     p.add_argument("--max-rows", type=int, default=5_000_000, help="keep at most this many events (default 5M)")
+    p.add_argument("--playbooks", metavar="FILE", help="run this playbook file on each event (reloaded on change)")
 
     p = _subcommand(sub, "import", "send past events from a JSON Lines, CSV or OTLP JSON file through the pipeline")
     p.add_argument("file", help=".jsonl / .ndjson / .json (JSON Lines, or OTLP JSON by its content) or .csv")

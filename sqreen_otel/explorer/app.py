@@ -30,7 +30,7 @@ import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote_plus
 
 import anyio
@@ -42,11 +42,15 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from . import otlp, ui
+from . import otlp, playbooks_ui, ui
+from .alerts import feed_document
 from .server import tally
 from .storage import Storage
 from .store import Event, Filters
 from .writer import StorageError, Writer
+
+if TYPE_CHECKING:
+    from .live import Live
 
 MiB = 1024 * 1024
 MAX_BODY = 8 * MiB  # compressed, as received
@@ -183,8 +187,11 @@ class Rule:
     api_write: bool = False
 
 
-def create_app(store: Storage, *, token: str | None = None) -> Starlette:
-    """The explorer app over ``store``. With ``token``, every request must present it."""
+def create_app(store: Storage, *, token: str | None = None, live: Live | None = None) -> Starlette:
+    """The explorer app over ``store``. With ``token``, every request must present it.
+
+    ``live``: the playbooks evaluated on committed events (``serve --playbooks``); their decisions join the feed.
+    """
     csrf = secrets.token_urlsafe(24)
     session = None if token is None else hmac.new(token.encode(), b"sqreen_otel explorer cookie", "sha256").hexdigest()
 
@@ -313,6 +320,8 @@ def create_app(store: Storage, *, token: str | None = None) -> Starlette:
 
         def committed(error: BaseException | None) -> None:  # on the writer's thread
             loop.call_soon_threadsafe(settle, error)
+            if live is not None and error is None:
+                live.nudge()  # evaluate the new events now, not at the next poll
 
         if not writer.submit(events, size, committed):
             return PlainTextResponse(
@@ -355,7 +364,8 @@ def create_app(store: Storage, *, token: str | None = None) -> Starlette:
     # -- actions feed for agents (SQREEN_OTEL_ACTIONS_URL) ---------------------------------------
 
     async def actions_feed(request: Request) -> Response:
-        body = await run_in_threadpool(lambda: json.dumps(store.actions_document(), sort_keys=True).encode())
+        records = live.records if live is not None else None
+        body = await run_in_threadpool(lambda: json.dumps(feed_document(store, records), sort_keys=True).encode())
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
@@ -419,6 +429,8 @@ def create_app(store: Storage, *, token: str | None = None) -> Starlette:
 
     async def api_action_delete(request: Request) -> Response:
         removed = await run_in_threadpool(store.remove_action, request.path_params["action_id"])
+        if not removed and live is not None:  # a playbook's decision: lifted (kept, listed as lifted)
+            removed = await run_in_threadpool(live.lift, request.path_params["action_id"])
         return json_response({"removed": removed}, status=200 if removed else 404)
 
     # -- web UI -----------------------------------------------------------------------------------
@@ -487,6 +499,9 @@ def create_app(store: Storage, *, token: str | None = None) -> Starlette:
         Route("/events/{event_id:int}", guarded(page_event), methods=["GET"]),
         Route("/summary", guarded(page_summary), methods=["GET"]),
         Route("/actions", guarded(page_actions, Rule(accepts=(FORM,))), methods=["GET", "POST"]),
+        *playbooks_ui.routes(
+            store, live, csrf=csrf, guard=guarded, guard_form=lambda h: guarded(h, Rule(accepts=(FORM,))), html=html
+        ),
     ]
 
     @contextlib.asynccontextmanager

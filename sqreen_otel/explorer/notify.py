@@ -55,11 +55,14 @@ RETRIABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 class ChannelSpec(Protocol):
     """What a notification channel of the playbook file says (``spec.Channel``)."""
 
-    name: str
-    kind: str
-    url: str | None
-    secret: str | None
-    emails: tuple[str, ...]
+    @property
+    def kind(self) -> str: ...
+    @property
+    def url(self) -> str | None: ...
+    @property
+    def secret(self) -> str | None: ...
+    @property
+    def emails(self) -> tuple[str, ...]: ...
 
 
 @dataclasses.dataclass(frozen=True)

@@ -40,7 +40,10 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 _YEAR_10000 = 253_402_300_800  # epoch seconds: datetime's limit
 _SHORT = 80  # characters of a value shown in the event list
 _NONE = '<span class="muted">\u2014</span>'
-_NAV = (("events", "/", "Events"), ("summary", "/summary", "Summary"), ("actions", "/actions", "Block list"))
+_NAV = (
+    ("events", "/", "Events"), ("summary", "/summary", "Summary"), ("actions", "/actions", "Block list"),
+    ("playbooks", "/playbooks", "Playbooks"), ("alerts", "/alerts", "Alerts"),
+)  # fmt: skip
 
 _STYLE = """
 :root{--fg:#1d2330;--muted:#667085;--line:#e3e6eb;--bg:#f6f7f9;--accent:#2f5fd0;--danger:#c0362c}

@@ -1,0 +1,338 @@
+"""Playbook alerts and decisions in the explorer's SQLite file (tables of the store's migration 3).
+
+The live evaluation writes here what the engine returns, in the store's own write transactions
+(``Store._write``: one writer at a time, with the events' writer). Alerts and decisions are stored by
+the engine's ids, which are hashes of their inputs: replaying the same events after a restart rewrites
+the same rows instead of adding new ones, and a decision lifted by hand stays lifted.
+
+Served to agents (``GET /v1/actions``, merged with the hand-made block list): decisions that are not
+simulated, not lifted and not expired (wall clock). Simulated decisions are kept for the UI and never
+served. A decision the agents could not parse (an identifier over their limits, say) is stored lifted
+and logged, since one bad entry would make every agent reject the whole document.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..actions import MAX_ACTIONS, MAX_DOCUMENT_BYTES, parse_actions
+from .storage import Storage
+from .store import Store
+
+if TYPE_CHECKING:  # the engine (CEL, YAML) is imported only where playbooks run
+    from .playbooks import Alert, Decision
+
+logger = logging.getLogger("sqreen_otel.explorer")
+
+MAX_PAGE = 200
+DAY = 86400.0
+_ALERT_COLUMNS = (
+    "id, playbook_id, group_key, first_ns, last_ns, open_until_ns, count, event_ids, protected, simulated, severity,"
+    " closed_at, created_at"
+)
+_DECISION_COLUMNS = (
+    "id, alert_id, playbook_id, action, ip, user, url, duration, start, expires_at, escalation, simulated, lifted_at,"
+    " hits, last_hit_ns, created_at"
+)
+_UPSERT_ALERT = (
+    f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?)"
+    " ON CONFLICT (id) DO UPDATE SET last_ns = max(last_ns, excluded.last_ns),"
+    " open_until_ns = max(open_until_ns, excluded.open_until_ns), count = max(count, excluded.count),"
+    " event_ids = CASE WHEN excluded.count >= count THEN excluded.event_ids ELSE event_ids END,"
+    " protected = excluded.protected, severity = excluded.severity"
+)
+_INSERT_DECISION = (
+    f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, ?)"
+    " ON CONFLICT (id) DO NOTHING"  # a replay must not resurrect a lifted decision
+)
+_HIT = "UPDATE decisions SET hits = hits + ?, last_hit_ns = max(coalesce(last_hit_ns, 0), ?) WHERE id = ?"
+_CURSOR = (
+    "INSERT INTO playbook_cursor (id, last_event_id) VALUES (1, ?)"
+    " ON CONFLICT (id) DO UPDATE SET last_event_id = excluded.last_event_id"
+)
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _iso(seconds: float) -> str:
+    moment = _dt.datetime.fromtimestamp(max(0.0, min(seconds, 253402300799.0)), _dt.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def feed_entry(decision: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored decision as an entry of the agents' actions document (``sqreen_otel.actions``)."""
+    entry: dict[str, Any] = {"id": decision["id"], "action": decision["action"]}
+    if decision["action"].endswith("_user"):
+        entry["user"] = decision["user"]
+    else:
+        entry["ip"] = decision["ip"]
+    if decision["action"].startswith("redirect_"):
+        entry["url"] = decision["url"]
+    entry["playbook"] = decision["playbook_id"]
+    entry["alert"] = decision["alert_id"]
+    entry["expires_at"] = _iso(decision["expires_at"])
+    return entry
+
+
+def servable(decision: Decision) -> str | None:
+    """Why agents would reject this decision, or ``None`` when they would accept it."""
+    row = {
+        "id": decision.id, "action": decision.action, "ip": decision.ip, "user": decision.user, "url": decision.url,
+        "playbook_id": decision.playbook_id, "alert_id": decision.alert_id, "expires_at": decision.expires_at,
+    }  # fmt: skip
+    try:
+        parse_actions(json.dumps({"version": 1, "actions": [feed_entry(row)]}), "check")
+    except (TypeError, ValueError) as exc:
+        return str(exc).removeprefix("actions[0]: ")
+    return None
+
+
+class Records:
+    """Alerts, decisions, hits and the live cursor, over one ``Store``."""
+
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self._clock = clock
+        self._dropped_logged = False
+
+    # -- writing (the live evaluation's thread) -----------------------------------------------------
+
+    def record(
+        self,
+        alerts: Iterable[Alert],
+        decisions: Iterable[Decision],
+        *,
+        hits: Mapping[str, tuple[int, int]] | None = None,
+        cursor: int | None = None,
+    ) -> None:
+        """Store alerts (upserted by id), new decisions, hit counts (decision id -> (n, last ns)) and the cursor."""
+        now = self._clock()
+        alert_rows = [
+            (
+                a.id, a.playbook_id, _canonical(a.group), a.first_ns, a.last_ns, a.open_until_ns, a.count,
+                json.dumps(a.event_ids), _canonical(a.protected), int(a.simulated), a.severity, now,
+            )
+            for a in alerts
+        ]  # fmt: skip
+        decision_rows = []
+        for d in decisions:
+            problem = servable(d)
+            if problem is not None:
+                logger.error("playbook %s: decision %s cannot be served to agents (%s); stored lifted", d.playbook_id,
+                             d.id, problem)  # fmt: skip
+            decision_rows.append(
+                (
+                    d.id, d.alert_id, d.playbook_id, d.action, d.ip, None if d.user is None else _canonical(d.user),
+                    d.url, d.duration, d.start, d.expires_at, d.escalation, int(d.simulated),
+                    None if problem is None else now, now,
+                )
+            )  # fmt: skip
+        hit_rows = [(n, last_ns, decision_id) for decision_id, (n, last_ns) in (hits or {}).items()]
+        if not (alert_rows or decision_rows or hit_rows or cursor is not None):
+            return
+        with self.store._write() as conn:
+            conn.executemany(_UPSERT_ALERT, alert_rows)
+            conn.executemany(_INSERT_DECISION, decision_rows)
+            conn.executemany(_HIT, hit_rows)
+            if cursor is not None:
+                conn.execute(_CURSOR, (cursor,))
+
+    def cursor(self) -> int | None:
+        """The id of the last event live evaluation has acted on (``None``: never ran on this file)."""
+        row = self.store._conn().execute("SELECT last_event_id FROM playbook_cursor WHERE id = 1").fetchone()
+        return None if row is None else row[0]
+
+    def lift(self, decision_id: str) -> bool:
+        """Stop serving a decision (it stays listed, as lifted); ``False`` if unknown or not in force."""
+        if not isinstance(decision_id, str) or len(decision_id) > 256:
+            return False
+        now = self._clock()
+        with self.store._write() as conn:
+            sql = "UPDATE decisions SET lifted_at = ? WHERE id = ? AND lifted_at IS NULL AND expires_at > ?"
+            return conn.execute(sql, (now, decision_id, now)).rowcount > 0
+
+    def lift_alert(self, alert_id: str) -> list[str]:
+        """Lift every decision of an alert still in force; returns their ids."""
+        now = self._clock()
+        with self.store._write() as conn:
+            sql = "SELECT id FROM decisions WHERE alert_id = ? AND lifted_at IS NULL AND expires_at > ?"
+            ids = [row[0] for row in conn.execute(sql, (alert_id, now))]
+            conn.executemany("UPDATE decisions SET lifted_at = ? WHERE id = ?", [(now, i) for i in ids])
+            conn.execute("UPDATE alerts SET closed_at = ? WHERE id = ? AND closed_at IS NULL", (now, alert_id))
+        return ids
+
+    def prune(self, max_age: float) -> int:
+        """Forget alerts whose last event is older than ``max_age`` seconds, and decisions expired that long ago."""
+        now = self._clock()
+        cutoff_ns = int((now - max_age) * 1e9)
+        with self.store._write() as conn:
+            removed = conn.execute("DELETE FROM alerts WHERE last_ns < ?", (cutoff_ns,)).rowcount
+            removed += conn.execute("DELETE FROM decisions WHERE expires_at < ?", (now - max_age,)).rowcount
+        return removed
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    def served(self) -> list[dict[str, Any]]:
+        """Decisions agents must enforce now: not simulated, not lifted, not expired; oldest first."""
+        sql = (
+            f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE simulated = 0 AND lifted_at IS NULL AND expires_at > ?"
+            " ORDER BY start, id"
+        )
+        return [_decision(row) for row in self.store._conn().execute(sql, (self._clock(),))]
+
+    def in_force(self) -> list[Decision]:
+        """Decisions not lifted nor expired, simulated ones too, as the engine's ``Decision`` (for ``restore``)."""
+        from .playbooks import Decision
+
+        sql = f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE lifted_at IS NULL AND expires_at > ? ORDER BY start, id"
+        out = []
+        for row in self.store._conn().execute(sql, (self._clock(),)):
+            d = _decision(row)
+            out.append(
+                Decision(
+                    d["id"], d["alert_id"], d["playbook_id"], d["action"], d["ip"], d["user"], d["url"],
+                    d["duration"], d["start"], d["expires_at"], d["simulated"], d["escalation"],
+                )
+            )  # fmt: skip
+        return out
+
+    def lifted_since(self, since: float) -> list[str]:
+        sql = "SELECT id FROM decisions WHERE lifted_at IS NOT NULL AND lifted_at >= ?"
+        return [row[0] for row in self.store._conn().execute(sql, (since,))]
+
+    def alerts(
+        self, *, playbook_id: str | None = None, before: tuple[int, str] | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Alerts newest first (by last event time) with their decisions; ``before``: a page's last (ns, id)."""
+        where: list[str] = []
+        params: list[Any] = []
+        if playbook_id:
+            where.append("playbook_id = ?")
+            params.append(playbook_id)
+        if before is not None:
+            where.append("(last_ns, id) < (?, ?)")
+            params += [before[0], before[1]]
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT {_ALERT_COLUMNS} FROM alerts{clause} ORDER BY last_ns DESC, id DESC LIMIT ?"
+        with self.store._read() as conn:
+            alerts = [_alert(row) for row in conn.execute(sql, (*params, max(1, min(limit, MAX_PAGE))))]
+            self._attach(conn, alerts)
+        return alerts
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        with self.store._read() as conn:
+            row = conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+            if row is None:
+                return None
+            alerts = [_alert(row)]
+            self._attach(conn, alerts)
+        return alerts[0]
+
+    def _attach(self, conn: Any, alerts: list[dict[str, Any]]) -> None:
+        if not alerts:
+            return
+        by_id = {a["id"]: a for a in alerts}
+        for a in alerts:
+            a["decisions"] = []
+        marks = ",".join("?" * len(by_id))
+        sql = f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE alert_id IN ({marks}) ORDER BY start, id"
+        now = self._clock()
+        for row in conn.execute(sql, list(by_id)):
+            decision = _decision(row)
+            decision["in_force"] = decision["lifted_at"] is None and decision["expires_at"] > now
+            by_id[decision["alert_id"]]["decisions"].append(decision)
+        now_ns = int(now * 1e9)
+        for a in alerts:
+            a["status"] = "open" if a["closed_at"] is None and a["open_until_ns"] > now_ns else "closed"
+
+    def playbook_stats(self, *, days: int = 14) -> dict[str, dict[str, Any]]:
+        """Per playbook: alerts over the last day and week, last fired, alerts per day, active decisions, hits."""
+        now = self._clock()
+        now_ns = int(now * 1e9)
+        day_ns = int(DAY * 1e9)
+        start_ns = now_ns - days * day_ns
+        out: dict[str, dict[str, Any]] = {}
+
+        def entry(playbook_id: str) -> dict[str, Any]:
+            if playbook_id not in out:
+                out[playbook_id] = {
+                    "alerts_day": 0, "alerts_week": 0, "last_fired_ns": None, "per_day": [0] * days,
+                    "active": 0, "simulated_active": 0, "hits": 0, "decisions": 0,
+                }  # fmt: skip
+            return out[playbook_id]
+
+        with self.store._read() as conn:
+            sql = "SELECT playbook_id, first_ns FROM alerts WHERE first_ns >= ?"
+            for playbook_id, first_ns in conn.execute(sql, (start_ns,)):
+                e = entry(playbook_id)
+                age = now_ns - first_ns
+                e["alerts_day"] += age <= day_ns
+                e["alerts_week"] += age <= 7 * day_ns
+                index = min(days - 1, max(0, (first_ns - start_ns) // day_ns))
+                e["per_day"][index] += 1
+            for playbook_id, last in conn.execute("SELECT playbook_id, max(first_ns) FROM alerts GROUP BY playbook_id"):
+                entry(playbook_id)["last_fired_ns"] = last
+            sql = (
+                "SELECT playbook_id, count(*), sum(hits),"
+                " sum(lifted_at IS NULL AND expires_at > ? AND simulated = 0),"
+                " sum(lifted_at IS NULL AND expires_at > ? AND simulated = 1) FROM decisions GROUP BY playbook_id"
+            )
+            for playbook_id, count, hits, active, simulated_active in conn.execute(sql, (now, now)):
+                e = entry(playbook_id)
+                e.update(decisions=count, hits=hits or 0, active=active or 0, simulated_active=simulated_active or 0)
+        return out
+
+
+def _alert(row: tuple[Any, ...]) -> dict[str, Any]:
+    keys = _ALERT_COLUMNS.replace(" ", "").split(",")
+    alert = dict(zip(keys, row, strict=True))
+    alert["group"] = json.loads(alert.pop("group_key"))
+    alert["event_ids"] = json.loads(alert["event_ids"])
+    alert["protected"] = json.loads(alert["protected"])
+    alert["simulated"] = bool(alert["simulated"])
+    return alert
+
+
+def _decision(row: tuple[Any, ...]) -> dict[str, Any]:
+    keys = _DECISION_COLUMNS.replace(" ", "").split(",")
+    decision = dict(zip(keys, row, strict=True))
+    decision["user"] = None if decision["user"] is None else json.loads(decision["user"])
+    decision["simulated"] = bool(decision["simulated"])
+    return decision
+
+
+def feed_document(store: Storage, records: Records | None) -> dict[str, Any]:
+    """The agents' actions document: the hand-made block list, then the playbooks' decisions in force.
+
+    Kept within the agents' limits (10,000 actions, 1 MiB): the newest decisions beyond them are left
+    out, with an error logged, rather than serving a document every agent would reject.
+    """
+    document = store.actions_document()
+    if records is None:
+        return document
+    actions: list[dict[str, Any]] = document["actions"]
+    size = len(json.dumps(document))
+    seen = {a["id"] for a in actions}
+    left_out = 0
+    for decision in records.served():
+        entry = feed_entry(decision)
+        entry_size = len(json.dumps(entry)) + 2
+        if entry["id"] in seen:
+            continue
+        if len(actions) >= MAX_ACTIONS or size + entry_size > MAX_DOCUMENT_BYTES:
+            left_out += 1
+            continue
+        actions.append(entry)
+        seen.add(entry["id"])
+        size += entry_size
+    if left_out and not records._dropped_logged:
+        records._dropped_logged = True
+        logger.error("%d playbook decision(s) left out of /v1/actions: over the agents' limits", left_out)
+    return document
