@@ -132,3 +132,20 @@ def test_backtest_equals_live_on_the_same_stored_events(history: Path) -> None:
         assert report.playbooks[playbook.id].alerts == sum(a.playbook_id == playbook.id for a in alerts.values())
         assert report.playbooks[playbook.id].decisions == len(mine)
     assert len(decisions) == 2 and {d.ip for d in decisions} == {"203.0.113.7", "203.0.113.99"}
+
+
+def test_backtest_reads_an_exported_events_file(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    lines = [{"name": "sq.sdk.users.signup", "timestamp": f"2024-05-01T12:00:{i:02d}Z", "user_identifiers":
+              {"email": f"bot{i}@example.net"}, "ip": "198.51.100.77", "user_agent": "bot/1", "path": "/signup",
+              "method": "POST", "params": {"plan": "free"}, "body": "x"} for i in range(6)]  # fmt: skip
+    events.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = cli("backtest", str(EXAMPLE), "--events", str(events), "--json")
+    assert done.returncode == 0, done.stderr
+    spam = json.loads(done.stdout)["playbooks"]["signup-spam"]
+    assert (spam["alerts"], spam["decisions"]) == (1, 1) and spam["alerts_per_day"] == {"2024-05-01": 1}
+    done = cli("backtest", str(EXAMPLE), "--events", str(events), "--since", "7d", "--json")
+    assert json.loads(done.stdout)["playbooks"]["signup-spam"]["alerts"] == 0  # 2024 is not within 7 days
+    events.write_text('{"name": "x", "timestamp": "2024-05-01T12:00:00Z", "colour": "red"}\n')
+    done = cli("backtest", str(EXAMPLE), "--events", str(events))
+    assert done.returncode == 1 and "colour" in done.stderr

@@ -29,8 +29,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], default
     c.add_argument("-v", "--verbose", action="store_true", help="also list the tests that pass")
     c = commands.add_parser("backtest", help="replay stored events through the playbooks (nothing is served)")
     c.add_argument("file")
-    c.add_argument("--db", default=default_db, help=f"the explorer's SQLite file (default: {default_db})")
-    c.add_argument("--since", type=_since, default="7d", help="history to replay: a duration back from now (7d)")
+    source = c.add_mutually_exclusive_group()
+    source.add_argument("--db", default=default_db, help=f"the explorer's SQLite file (default: {default_db})")
+    source.add_argument("--events", metavar="FILE.jsonl", help="events in the import format (sqreen-otel export)")
+    c.add_argument("--since", type=_since, help="history to replay: a duration back from now (default: 7d of "
+                                                "the database, all of an --events file)")  # fmt: skip
     c.add_argument("--json", action="store_true", help='as JSON: {"playbooks": {"<id>": {"alerts": N, ...}}}')
 
 
@@ -94,21 +97,37 @@ def _backtest(playbooks: PlaybookSet, args: argparse.Namespace) -> int:
     from ..store import Store
     from .backtest import run_store
 
-    if not os.path.isfile(args.db):
-        print(f"error: no event database at {args.db} (give --db)", file=sys.stderr)
-        return 1
-    since_ns = max(0, int((time.time() - args.since) * 1e9))
-    try:
-        with Store(args.db) as store:
-            report = run_store(playbooks, store, since_ns)
-    except Exception as exc:  # sqlite3 errors, a newer schema...
-        print(f"error: cannot read {args.db}: {exc}", file=sys.stderr)
-        return 1
+    since = args.since if args.since is not None else (None if args.events else 7 * 86400.0)
+    since_ns = None if since is None else max(0, int((time.time() - since) * 1e9))
+    if args.events:
+        from .backtest import run
+        from .testing import TestInputError, expand, read_jsonl
+
+        try:
+            events = [e for e in expand(read_jsonl(args.events), None) if since_ns is None or e.time_ns >= since_ns]
+        except TestInputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        report = run(playbooks, events)
+    else:
+        if not os.path.isfile(args.db):
+            print(f"error: no event database at {args.db} (give --db or --events)", file=sys.stderr)
+            return 1
+        try:
+            with Store(args.db) as store:
+                report = run_store(playbooks, store, since_ns)
+        except Exception as exc:  # sqlite3 errors, a newer schema...
+            print(f"error: cannot read {args.db}: {exc}", file=sys.stderr)
+            return 1
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, default=str))
         return 0
-    start = _dt.datetime.fromtimestamp(since_ns / 1e9, _dt.timezone.utc)
-    print(f"backtest of {report.events} event(s) since {start:%Y-%m-%dT%H:%M:%SZ} (nothing served)")
+    start = (
+        "the start"
+        if since_ns is None
+        else f"{_dt.datetime.fromtimestamp(since_ns / 1e9, _dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ}"
+    )
+    print(f"backtest of {report.events} event(s) since {start} (nothing served)")
     for playbook_id, r in report.playbooks.items():
         print(f"\n{playbook_id} ({r.mode}): {r.alerts} alert(s), {r.decisions} decision(s)")
         for target in r.targets:

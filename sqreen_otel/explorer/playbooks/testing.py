@@ -10,7 +10,8 @@ An event in a test is a mapping::
 (``every`` after it for each repetition). ``repeat: N`` makes N events, replacing ``{i}`` (0..N-1)
 in every text value, so "twenty accounts" is ``user: {email: "victim{i}@example.com"}``. Also
 ``user_agent``, ``path``, ``method``, ``params``, ``resource`` and ``attributes``; a JSONL file holds
-one such mapping per line (``timestamp`` and ``user_identifiers``, as ``sqreen-otel import`` reads, work too).
+one such mapping per line: the import/export format (``timestamp``, ``user_identifiers``, ``body``,
+``action``) is read as well, so an ``export`` can be a test's or a backtest's events.
 
 ``expect``: ``alerts``, ``decisions`` and ``notifications``, each a number or a list of mappings
 that must each match one output (only the keys given are compared: for alerts ``playbook``,
@@ -39,7 +40,7 @@ MAX_TEST_EVENTS = 1_000_000
 MAX_LINE_BYTES = 1 << 20
 _EVENT_KEYS = {
     "name", "at", "time", "timestamp", "properties", "user", "user_identifiers", "ip", "client.address",
-    "user_agent", "path", "method", "params", "resource", "attributes", "repeat", "every",
+    "user_agent", "path", "method", "params", "resource", "attributes", "repeat", "every", "body", "action",
 }  # fmt: skip
 
 
@@ -146,6 +147,11 @@ def expand(specs: Iterator[Mapping[str, Any]] | list[Mapping[str, Any]], default
                 if key in item and not isinstance(item[key], Mapping):
                     raise TestInputError(f"{where}: {key} must be a mapping")
             ip = item.get("ip", item.get("client.address"))
+            attributes = dict(item.get("attributes") or {})
+            if "body" in item:  # the import format's request body and sq.action.* details
+                attributes["sqreen.request.body"] = item["body"]
+            if isinstance(item.get("action"), Mapping):
+                attributes |= {f"sqreen.action.{k}": v for k, v in item["action"].items()}
             events.append(
                 make_event(
                     len(events) + 1,
@@ -159,7 +165,7 @@ def expand(specs: Iterator[Mapping[str, Any]] | list[Mapping[str, Any]], default
                     method=item.get("method"),
                     params=item.get("params"),
                     resource=item.get("resource"),
-                    attributes=item.get("attributes"),
+                    attributes=attributes,
                 )
             )
     return events
