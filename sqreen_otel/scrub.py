@@ -1,7 +1,9 @@
-"""PII scrubbing rules: which keys are sensitive, which values look like secrets, and the mask.
+"""PII scrubbing: the Scrubber, which composes the rules into one verdict per key and one pass per text.
 
-The rules are data (a ``Scrubber``); walking nested values is ``values.clean``'s job, which asks the
-scrubber about each key and each string. A matching value is masked, never the whole event.
+The rules live in their own modules: key names (``scrub_keys``), key/value pairs inside text
+(``scrub_pairs``), token formats (``secret_patterns``) and card numbers (``cards``). Walking nested
+values is ``values.clean``'s job, which asks the scrubber about each key and each string. A match
+masks the value (or the matching part of a text), never the whole event.
 """
 
 from __future__ import annotations
@@ -9,80 +11,45 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import urllib.parse
 from collections.abc import Iterable
 
+from . import cards
+from .scrub_keys import KeyRule, normalize_key
+from .scrub_pairs import pair_spans
+from .secret_patterns import secret_spans
 from .settings import Settings
 
+__all__ = ["DEFAULT_MASK", "Scrubber", "mask_spans", "normalize_key"]
+
 DEFAULT_MASK = "[REDACTED]"
-
-# Keys are normalised (lower case, without "-", "_", "." and spaces) before matching.
-# Short, ambiguous names must equal the key; distinctive fragments may appear anywhere in it
-# ("user_password", "X-Auth-Token", "stripe_secret_key", "sessionid").
-EXACT_KEYS = frozenset({"auth", "pass", "pwd", "pin", "cvv", "cvc", "otp", "sid", "ssn", "jwt", "secret"})
-KEY_FRAGMENTS = (
-    "password", "passwd", "passphrase", "secret", "token", "apikey", "accesskey", "authorization",
-    "bearer", "cookie", "session", "csrf", "xsrf", "privatekey", "credential", "creditcard",
-    "cardnumber", "signature",
-)  # fmt: skip
-
-# Values that are secrets whatever their key. Each is scoped, so that they combine in one regex.
-# Values that are secrets whatever their key. Each alternative starts with a literal or a small
-# character class (no leading look-behind or \b), which keeps the combined regex fast to scan.
-DEFAULT_VALUE_PATTERNS = (
-    # Sqreen's card-number rule: 13 to 16 digits, optionally separated by spaces or dashes.
-    # Not inside a longer run of digits, so that masking is stable when applied twice.
-    # (The look-behind follows the first digit: a pattern that starts with it scans every position.)
-    r"\d(?<!\d\d)(?:[ -]?\d){12,15}(?!\d)",
-    # HTTP credentials: "Bearer abc...", "Basic dXNlcjpw..." (with the scheme word).
-    r"[Bb][Ee][Aa][Rr][Ee][Rr]\s+[A-Za-z0-9\-._~+/]{8,}=*",
-    # After "basic" or "token" the credential must hold a digit or a symbol ("basic information").
-    r"(?:[Bb][Aa][Ss][Ii][Cc]|[Tt][Oo][Kk][Ee][Nn])\s+(?=[A-Za-z]*[0-9\-._~+/=])[A-Za-z0-9\-._~+/]{8,}=*",
-    # JSON Web Tokens.
-    r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*",
-    # Common API-key formats: AWS, GitHub, Stripe, Slack, Google, OpenAI-style "sk-".
-    r"(?:AKIA|ASIA)[0-9A-Z]{16}",
-    r"gh[pousr]_[A-Za-z0-9]{30,}",
-    r"github_pat_[A-Za-z0-9_]{22,}",
-    r"[rsp]k_(?:live|test)_[0-9A-Za-z]{10,}",
-    r"xox[abposr]-[0-9A-Za-z-]{10,}",
-    r"AIza[0-9A-Za-z_-]{30,}",
-    r"sk-[A-Za-z0-9_-]{20,}",
-    # PEM private keys, to the end marker or the end of the text.
-    r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|\Z)",
-    # user:password in URLs (the scheme separator and "@" are put back).
-    r"://[^/\s:@]+:[^/\s]+@",
-)
-
-_JSON_PAIR = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:\s*("(?:[^"\\]|\\.)*"?|[^\s,}\]\[{]*)')
-_FORM_PAIR = re.compile(r"(?:^|(?<=&))([^&=]*)=([^&]*)")
 _CACHE_LIMIT = 8192  # entries in each verdict cache; cleared whole when full
 _CACHED_TEXT = 256  # longer strings are rarely repeated: not cached
+_SHORTEST_TOKEN = 8  # no token rule matches fewer characters
 
 
-def _may_hold_secret(text: str) -> bool:
-    """False only when no default value pattern can match ``text``: plain substring tests, far cheaper
-    than the regex, whose many alternatives are tried at every position of the text."""
-    if (
-        "eyJ" in text or "AKIA" in text or "ASIA" in text or "xox" in text or "AIza" in text or "sk-" in text
-        or "k_live_" in text or "k_test_" in text or "github_pat_" in text or "-----BEGIN" in text
-        or ("://" in text and "@" in text)
-        or ("gh" in text and ("ghp_" in text or "gho_" in text or "ghu_" in text or "ghs_" in text or "ghr_" in text))
-    ):  # fmt: skip
-        return True
-    lowered = text.lower()
-    if "bearer" in lowered or "basic" in lowered or "token" in lowered:
-        return True
-    # A card number has 13 to 16 digits.
-    return len(text) >= 13 and sum(map(text.count, "0123456789")) >= 13
-
-
-def normalize_key(key: str) -> str:
-    return key.lower().replace("-", "").replace("_", "").replace(".", "").replace(" ", "")
+def mask_spans(text: str, spans: Iterable[tuple[int, int]], mask: str) -> str:
+    """``text`` with each span replaced by ``mask``; overlapping or touching spans become one mask."""
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if end <= start:
+            continue
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    if not merged:
+        return text
+    parts, position = [], 0
+    for start, end in merged:
+        parts += [text[position:start], mask]
+        position = end
+    parts.append(text[position:])
+    return "".join(parts)
 
 
 class Scrubber:
-    """Decides what is sensitive. Cheap to ask: key verdicts are cached, values use one regex."""
+    """Decides what is sensitive. Cheap to ask: verdicts are cached, and each value rule sits behind
+    a substring gate, so that most values are scanned by no regular expression at all."""
 
     def __init__(
         self,
@@ -95,18 +62,11 @@ class Scrubber:
         enabled: bool = True,
         pseudonymize_key: bytes | None = None,
     ) -> None:
-        if replace_keys is None:
-            self._exact = EXACT_KEYS
-            fragments = [*KEY_FRAGMENTS, *keys]
-        else:
-            self._exact = frozenset()
-            fragments = [*replace_keys, *keys]
-        self._fragments = tuple(sorted({normalize_key(k) for k in fragments if normalize_key(k)}))
-        self._allow = frozenset(normalize_key(k) for k in allow_keys)
-        custom = [f"(?:{p})" for p in value_patterns]
-        patterns = [*DEFAULT_VALUE_PATTERNS, *custom]
-        self._values = re.compile("|".join(patterns))
-        self._custom_patterns = bool(custom)  # their needs are unknown: always scanned
+        # Extra keys (and replacement keys) are fragments: sensitive wherever they appear in a key.
+        fragments = [*keys] if replace_keys is None else [*replace_keys, *keys]
+        self._keys = KeyRule(defaults=replace_keys is None, fragments=fragments, allow=allow_keys)
+        patterns = [f"(?:{p})" for p in value_patterns]
+        self._custom = re.compile("|".join(patterns)) if patterns else None  # always scanned: no gate
         self.mask = mask
         self.enabled = enabled
         self._pseudonymize_key = pseudonymize_key
@@ -128,19 +88,15 @@ class Scrubber:
     def sensitive_key(self, key: str) -> bool:
         verdict = self._key_cache.get(key)
         if verdict is None:
-            norm = normalize_key(key)
-            verdict = (
-                self.enabled
-                and norm not in self._allow
-                and (norm in self._exact or any(f in norm for f in self._fragments))
-            )
+            verdict = self.enabled and self._keys.sensitive(key[:256])
             if len(self._key_cache) >= _CACHE_LIMIT:
                 self._key_cache.clear()
             self._key_cache[key] = verdict
         return verdict
 
     def redact(self, text: str) -> str:
-        """Mask each secret-looking part of ``text``; the rest stays readable.
+        """Mask each secret-looking part of ``text`` (tokens, cards, values of sensitive keys in
+        ``key=value`` text); the rest stays readable. Masking twice changes nothing more.
 
         Event values repeat a lot (plans, countries, paths), so short ones are cached.
         """
@@ -148,8 +104,18 @@ class Scrubber:
         if cached is not None:
             return cached
         result = text
-        if self.enabled and (self._custom_patterns or _may_hold_secret(text)) and self._values.search(text):
-            result = self._values.sub(self._mask_match, text)
+        if self.enabled:
+            spans: list[tuple[int, int]] = []
+            if len(text) >= _SHORTEST_TOKEN:
+                spans.extend(secret_spans(text))
+                if cards.may_hold_card(text):
+                    spans.extend(cards.card_spans(text))
+            if self._custom is not None:
+                spans.extend(m.span() for m in self._custom.finditer(text))
+            if "=" in text or ":" in text:
+                spans.extend(pair_spans(text, self.sensitive_key, self.mask))
+            if spans:
+                result = mask_spans(text, spans, self.mask)
         if len(text) <= _CACHED_TEXT:
             if len(self._text_cache) >= _CACHE_LIMIT:
                 self._text_cache.clear()
@@ -157,27 +123,14 @@ class Scrubber:
         return result
 
     def redact_pairs(self, text: str) -> str:
-        """Mask the values of sensitive keys in unparsed JSON (``"key": value``) or form (``key=value``) text.
+        """Mask only the values of sensitive keys in ``key=value``, ``"key": value``... text.
 
         For bodies kept as text (cut at the size cap, or invalid JSON); a nested JSON value under a
-        sensitive key is masked to the end of the text, since its end cannot be found reliably.
+        sensitive key whose end was cut off is masked to the end of the text.
         """
-        is_json = text.lstrip()[:1] in ("{", "[")
-        parts, position = [], 0
-        for match in (_JSON_PAIR if is_json else _FORM_PAIR).finditer(text):
-            key = match.group(1) if is_json else urllib.parse.unquote_plus(match.group(1))
-            if match.start(2) < position or not self.sensitive_key(key):
-                continue
-            nested = is_json and text[match.start(2) : match.start(2) + 1] in ("{", "[")
-            parts += [text[position : match.start(2)], self.mask]
-            position = len(text) if nested else match.end(2)
-        return "".join(parts) + text[position:]
-
-    def _mask_match(self, match: re.Match[str]) -> str:
-        found = match.group()
-        if found.startswith("://") and found.endswith("@"):
-            return "://" + self.mask + "@"
-        return self.mask
+        if not self.enabled:
+            return text
+        return mask_spans(text, pair_spans(text, self.sensitive_key, self.mask), self.mask)
 
     def pseudonymize(self, value: str | int) -> str | int:
         """Keyed hash of a user identifier, stable across processes that share the key."""

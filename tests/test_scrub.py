@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -20,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import sqreen_otel
 from sqreen_otel import runtime
+from sqreen_otel.cards import luhn_valid
 from sqreen_otel.receiver import Receiver
 from sqreen_otel.scrub import DEFAULT_MASK, Scrubber
 from sqreen_otel.settings import Settings
@@ -40,6 +42,12 @@ PEM = (
 EXTRA_KEY = "zork"
 EXTRA_PATTERN = r"ZK-[0-9a-f]{32}"
 PSEUDONYM_KEY = "pepper"
+# Span events carry the full attributes only when asked (where the setting exists): these tests check
+# that no secret reaches either signal.
+_SETTING_NAMES = {f.name for f in dataclasses.fields(Settings)}
+FULL_SPAN_EVENTS: dict[str, Any] = (
+    {"span_event_attributes": "full"} if "span_event_attributes" in _SETTING_NAMES else {}
+)
 
 
 # -- keys ------------------------------------------------------------------------------------------
@@ -216,7 +224,7 @@ def test_allow_keys_do_not_unmask_secret_values() -> None:
 
 def test_custom_mask() -> None:
     s = Scrubber(mask="***")
-    assert clean({"password": "x", "n": "Bearer abcdefghijkl"}, s, 100) == {"password": "***", "n": "***"}
+    assert clean({"password": "x", "n": "Bearer abcdefghijkl1"}, s, 100) == {"password": "***", "n": "***"}
     assert s.redact("https://u:p@h/x") == "https://***@h/x"
 
 
@@ -316,7 +324,7 @@ def memory_logs() -> Iterator[tuple[InMemoryLogRecordExporter, Scrubber]]:
     previous = runtime.current
     runtime.install(
         runtime.Runtime(
-            settings=Settings(pseudonymize_key=PSEUDONYM_KEY.encode()),
+            settings=Settings(pseudonymize_key=PSEUDONYM_KEY.encode(), **FULL_SPAN_EVENTS),
             scrubber=scrubber,
             logger=provider.get_logger(runtime.LOGGER_NAME),
             configured=True,
@@ -387,6 +395,7 @@ def wire(rx: Receiver) -> Iterator[Receiver]:
         scrub_keys=[EXTRA_KEY],
         scrub_value_patterns=[EXTRA_PATTERN],
         pseudonymize_key=PSEUDONYM_KEY,
+        **FULL_SPAN_EVENTS,
     )
     try:
         yield rx
@@ -446,7 +455,26 @@ FILLER = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789 .,:;!?-_/@=", ma
 B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
 MARKERS = st.uuids().map(lambda u: f"S3CR3T-{u.hex}")
-CARDS = st.lists(st.text(alphabet="0123456789", min_size=4, max_size=4), min_size=4, max_size=4).map(" ".join)
+
+
+def _luhn_complete(partial: str) -> str:
+    """``partial`` plus the check digit that makes it pass the Luhn check."""
+    for check in "0123456789":
+        if luhn_valid(partial + check):
+            return partial + check
+    raise AssertionError("unreachable")
+
+
+def _grouped(digits: str) -> str:
+    return " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))
+
+
+# Issuer-valid, Luhn-valid 16-digit cards (Visa, Mastercard, Discover, JCB, UnionPay), grouped by four.
+CARDS = st.sampled_from(["4", "51", "55", "2221", "6011", "3528", "62"]).flatmap(
+    lambda prefix: st.text(alphabet="0123456789", min_size=15 - len(prefix), max_size=15 - len(prefix)).map(
+        lambda body: _grouped(_luhn_complete(prefix + body))
+    )
+)
 JWTS = st.builds(
     lambda a, b, c: f"eyJ{a}.{b}.{c}",
     st.text(alphabet=B64URL, min_size=4, max_size=30),
@@ -561,7 +589,8 @@ def test_no_secret_reaches_the_wire(wire: Receiver, tracer: Any, properties: dic
     assert attributes["sqreen.properties.canary"] == "canary-value"
     assert span_attrs["sqreen.properties.canary"] == "canary-value"
     assert any(b"canary-value" in body for body in bodies)
-    assert set(attributes) == {f"sqreen.properties.{k}" for k in properties}
+    sent = {k for k in attributes if k.startswith("sqreen.properties.")}
+    assert sent == {f"sqreen.properties.{k}" for k in properties}
     for key in _top_level_sensitive(properties, runtime.current.scrubber):
         assert attributes[f"sqreen.properties.{key}"] == M
         assert span_attrs[f"sqreen.properties.{key}"] == M
@@ -593,7 +622,7 @@ def test_property_generators_do_produce_secrets() -> None:
 
 def test_long_text_secrets_masked_and_text_truncated(wire: Receiver, tracer: Any) -> None:
     max_len = Settings().max_value_length
-    card = "4929 1234 5678 9012"
+    card = _grouped(_luhn_complete("492912345678901"))
     bearer = "Bearer TOKENabcdef0123456789"
     head = f"start {card} then {JWT} " + f"{JWT} " * 40  # the masks shrink the head a lot
     straddle = "Bearer TOKENstraddle0123456789abcdef"

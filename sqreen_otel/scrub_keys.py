@@ -1,0 +1,172 @@
+"""Which key names hold secrets: keys split into words, judged word by word.
+
+A key is split on ``- _ . [ ] :``, spaces and camelCase (``X-Auth-Token`` -> x, auth, token;
+``sessionId`` -> session, id; ``user[password]`` -> user, password). Then:
+
+* short terms (``pass``, ``pwd``, ``pin``, ``otp``, ``sid``...) match only as whole words, anywhere;
+* distinctive terms (``password``, ``secret``, ``token``, ``cookie``...) match as words or word
+  prefixes (``passwords``, ``tokenId``), except English derivations (``tokenizer``, ``secretary``);
+* two-word phrases (``api key``, ``session id``, ``card number``, ``recovery codes``...) and the
+  joined spellings (``apikey``, ``sessionid``, ``PHPSESSID``) match anywhere;
+* a key whose last word describes the value rather than holding it (``secret_length``,
+  ``token_type``, ``session_timeout``, ``access_token_url``) is not sensitive, unless its last word
+  is itself a credential word.
+
+Pure functions over lower-case word tuples; the Scrubber caches the verdicts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+# Whole words only: ambiguous as parts of longer words ("pinned", "compass", "signal").
+SHORT_TERMS = frozenset(
+    {
+        "pass", "pwd", "pw", "passwd", "pin", "otp", "totp", "hotp", "mfa", "sid", "ssn", "cvv", "cvv2",
+        "cvc", "cvc2", "cvn", "csc", "jwt", "sig", "salt", "dsn", "psk", "pat", "secretkey", "seckey", "passw", "pan",
+    }
+)  # fmt: skip
+# Words that are credentials, also as the start of a longer word ("passwords", "tokenId", "cookies").
+DISTINCTIVE_TERMS = (
+    "password", "passwort", "passphrase", "passcode", "secret", "token", "credential", "cookie", "csrf",
+    "xsrf", "apikey", "accesskey", "privatekey", "authorization", "bearer", "signature", "sessionid",
+    "sessid", "sessionkey", "sessiontoken", "creditcard", "cardnumber", "ccnumber", "connectionstring",
+    "authtoken", "authkey", "authcode", "refreshtoken", "passport",
+)  # fmt: skip
+# Longer words that start with a distinctive term but are plain English or a count.
+NOT_CREDENTIAL_WORDS = re.compile(
+    r"tokeni[sz]|secretar|secreti|secretl|cookiecutter|passports?(?:office|photo)|signatures?(?:version|method)"
+)
+# Joined lower-case names ending in a credential word ("stripetoken", "dbpassword", "clientsecret").
+SUFFIX_TERMS = ("password", "passwd", "passphrase", "passcode", "secret", "token", "apikey", "accesskey", "credentials")
+# Joined spellings seen in the wild, matched inside a word ("phpsessid", "jsessionid", "laravelsession").
+JOINED_TERMS = ("sessid", "sessionid", "apikey", "accesskey", "privatekey", "authtoken", "csrftoken", "xsrftoken")
+# Two consecutive words that together name a credential.
+PHRASES = frozenset(
+    {
+        ("api", "key"), ("access", "key"), ("private", "key"), ("secret", "key"), ("session", "id"),
+        ("session", "key"), ("session", "token"), ("session", "cookie"), ("card", "number"), ("card", "num"),
+        ("card", "no"), ("card", "code"), ("card", "cvv"), ("cc", "number"), ("cc", "num"), ("cc", "no"),
+        ("security", "code"), ("security", "number"), ("verification", "code"), ("recovery", "code"),
+        ("recovery", "codes"), ("backup", "code"), ("backup", "codes"), ("social", "security"),
+        ("passport", "number"), ("passport", "no"), ("passport", "num"), ("passport", "id"),
+        ("connection", "string"), ("auth", "code"), ("auth", "key"), ("master", "key"), ("account", "key"),
+        ("subscription", "key"), ("encryption", "key"), ("signing", "key"), ("client", "key"),
+        ("service", "key"), ("app", "key"), ("application", "key"), ("consumer", "key"), ("license", "key"),
+        ("shared", "key"), ("storage", "key"), ("webhook", "key"), ("hmac", "key"), ("crypt", "key"),
+        ("decryption", "key"), ("private", "keys"), ("api", "keys"), ("credit", "card"), ("code", "verifier"),
+        ("oauth", "verifier"),
+    }
+)  # fmt: skip
+# Sensitive when the last word ("auth", "basic_auth", "user_session"; not "auth_provider", "session_count").
+LAST_WORD_TERMS = frozenset({"auth", "session", "sessions"})
+# Plurals that are counts unless a credential qualifier comes first ("max_tokens", "prompt_tokens").
+_COUNT_PLURALS = frozenset({"tokens"})
+_TOKEN_QUALIFIERS = frozenset(
+    {"access", "refresh", "auth", "api", "id", "bearer", "session", "csrf", "oauth", "device", "personal", "user"}
+)
+# Last words that describe a value instead of holding it.
+DESCRIPTORS = frozenset(
+    {
+        "length", "len", "count", "counts", "size", "timeout", "ttl", "age", "url", "uri", "urls", "endpoint",
+        "type", "types", "name", "names", "expires", "expiry", "expiration", "expired", "at", "in", "on",
+        "duration", "lifetime", "enabled", "enable", "disabled", "required", "policy", "strength", "min",
+        "max", "minimum", "maximum", "format", "field", "fields", "path", "file", "dir", "location",
+        "version", "method", "algorithm", "alg", "scheme", "mode", "status", "state", "kind", "label",
+        "domain", "secure", "samesite", "httponly", "consent", "banner", "prefix", "suffix", "header",
+        "param", "parameter", "rotation", "rotated", "reset", "changed", "updated", "created", "used",
+        "usage", "limit", "limits", "rate", "ratio", "attempts", "retries", "interval", "start",
+        "started", "end", "ended", "store", "backend", "engine", "provider", "handler", "class", "manager",
+        "service", "total", "valid", "invalid", "present", "exists", "set", "missing", "hint", "help",
+        "placeholder", "pattern", "regex", "rules", "rule", "strategy", "source", "ids", "issuer",
+        "audience", "scope", "scopes", "lang", "language", "locale", "error", "errors", "message", "msg",
+        "reason", "description", "desc", "title", "visible", "shown", "sent", "received", "verified",
+        "confirmed", "remaining", "left", "budget", "estimate", "per", "cost", "price", "validator",
+        "validators", "hasher", "hashers", "checker", "generator", "encoder", "widget", "form", "input",
+    }
+)  # fmt: skip
+# ...but these words hold the value even though an earlier word is a credential ("token_url" is
+# described, "url_token" is not): a last word that is a credential word is never a descriptor.
+
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_SEPARATORS = re.compile(r"[-_.\[\]:\s/$@]+")
+
+
+def _parts(key: str) -> list[str]:
+    return [part for part in _SEPARATORS.split(key) if part]
+
+
+def _camel(part: str) -> list[str]:
+    if part.islower() or part.isupper() or part.isdigit():
+        return [part.lower()]
+    return [word.lower() for word in _CAMEL.findall(part)]
+
+
+def split_words(key: str) -> tuple[str, ...]:
+    """``"X-Auth-Token"`` -> ``("x", "auth", "token")``; ``"sessionId"`` -> ``("session", "id")``."""
+    return tuple(word for part in _parts(key) for word in _camel(part))
+
+
+def normalize_key(key: str) -> str:
+    """Lower case without separators: what the allowlist and custom fragments are compared with."""
+    return "".join(split_words(key))
+
+
+def _credential_word(word: str) -> bool:
+    if word in SHORT_TERMS:
+        return True
+    for term in DISTINCTIVE_TERMS:
+        if word.startswith(term):
+            return len(word) == len(term) or not NOT_CREDENTIAL_WORDS.match(word)
+    return any(term in word for term in JOINED_TERMS) or word.endswith(SUFFIX_TERMS)
+
+
+def _credential_at(words: tuple[str, ...], i: int) -> bool:
+    """Whether ``words[i]`` is a credential word, or starts a credential phrase, in its context."""
+    word = words[i]
+    if word in _COUNT_PLURALS:  # "max_tokens", "prompt_tokens" count; "refresh_tokens" hold
+        return (i == 0 and len(words) == 1) or (i > 0 and words[i - 1] in _TOKEN_QUALIFIERS)
+    return _credential_word(word) or words[i : i + 2] in PHRASES
+
+
+def sensitive_words(words: tuple[str, ...]) -> bool:
+    """The default key rule on a split key."""
+    if not words:
+        return False
+    last = len(words) - 1
+    if _credential_at(words, last) or words[last] in LAST_WORD_TERMS or words[-2:] in PHRASES:
+        return True
+    if words[last] in DESCRIPTORS:
+        return False
+    return any(_credential_at(words, i) for i in range(last))
+
+
+class KeyRule:
+    """The key verdict: default words (unless replaced), custom fragments, allowlist."""
+
+    def __init__(self, *, defaults: bool, fragments: Iterable[str], allow: Iterable[str]) -> None:
+        self._defaults = defaults
+        self._fragments = tuple(sorted({f for f in (normalize_key(k) for k in fragments) if f}))
+        self._allow = frozenset(normalize_key(k) for k in allow)
+
+    def sensitive(self, key: str) -> bool:
+        parts = _parts(key)
+        words = tuple(word for part in parts for word in _camel(part))
+        joined = "".join(words)
+        if joined in self._allow:
+            return False
+        if any(f in joined for f in self._fragments):
+            return True
+        if not self._defaults:
+            return False
+        if sensitive_words(words):
+            return True
+        # Mixed case that is not camelCase ("pWd", "PaSsWoRd", "pIn"): each part is also judged as one
+        # word, unless a real camelCase key ends in a descriptor ("secretLength", "maxTokens").
+        if not words:
+            return False
+        random_case = any(len(word) == 1 for word in words if word.isalpha())
+        if not random_case and (words[-1] in DESCRIPTORS or words[-1] in _COUNT_PLURALS):
+            return False
+        return sensitive_words(tuple(part.lower() for part in parts))

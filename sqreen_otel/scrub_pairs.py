@@ -1,0 +1,187 @@
+"""Key/value pairs inside text, wherever they come from; only the value of a sensitive key is masked.
+
+One pass finds ``key=value``, ``key: value``, ``key = value``, ``key => value`` and ``key := value``
+with bare, quoted (``"..."``, ``'...'``, ``\\"...\\"``) or nested JSON values. That covers query strings
+and fragments (``?password=...&access_token=...``), form encoding (``user%5Bpassword%5D=...``), JSON
+text, header lines (``Authorization: Token token="..."``, ``Cookie: a=b; sessionid=...``), connection
+strings (``Server=...;Password=...;AccountKey=...``), config and env lines (``DB_PASSWORD=...``,
+``aws_secret_access_key = ...``, ``//registry.npmjs.org/:_authToken=...``, ``db_pass: ...``) and log
+lines (``password=... user=...``). The key is judged by the caller's key rule.
+
+Choices where formats disagree:
+
+* A bare value ends at white space or ``& ; , " ' < > ) ] }`` (and ``#`` in a URL); at the start of a
+  line (config, YAML, header lines) a value with spaces runs to the end of the line, unless another
+  ``key=`` follows.
+* A value after an HTTP scheme word (``Bearer``, ``Basic``, ``Token``...) includes the credential.
+* A nested JSON value (``"password": {...}``) is masked whole, or to the end of the text when cut.
+* Placeholders (``${DB_PASSWORD}``, ``{{ secret }}``, ``<token>``, ``****``, ``null``) and prose after a
+  colon (``Password: must be at least 8 characters``) are left alone.
+* ``api key: ...``, ``Session ID: ...``: a two-word name is judged as one key.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Callable, Iterator
+
+from .scrub_keys import PHRASES, split_words
+
+MAX_KEY = 100  # characters in a key name
+_PAIR = re.compile(
+    r"(?<![\w.%$@\[\]])(?P<key>[A-Za-z_$@][\w.\-\[\]%$@]{0,99})(?:\\?[\"'])?[ \t]*(?P<sep>=>|:=|[=:])[ \t]*"
+)
+_BARE = re.compile(r"[^\s&;,\"'<>)\]}]+")
+_BARE_IN_URL = re.compile(r"[^\s&;,\"'<>)\]}#]+")
+_SCHEME = re.compile(r"(?i:bearer|basic|token|digest|negotiate|ntlm|bot|oauth)[ \t]+(?=\S)")
+_NEXT_PAIR = re.compile(r"[\s;&,][\w.\-\[\]%]+[ \t]*[=:]")
+_PLACEHOLDER = re.compile(
+    r"(?:\$\{[^}]*\}|\$\(?[A-Za-z_][A-Za-z0-9_]*\)?|\{\{[^}]*\}\}|<[^<>]*>|%\(?\w*\)?s|\*+|x{3,}|X{3,}|\.\.\.|…"
+    r"|null|none|nil|undefined|true|false|True|False|None|NULL)"
+)
+# First words of prose after "Password:", "Token:" (messages, labels), never of a secret value.
+_PROSE = frozenset(
+    {
+        "must", "should", "is", "are", "was", "were", "be", "been", "at", "the", "a", "an", "not", "no",
+        "required", "invalid", "incorrect", "wrong", "too", "reset", "changed", "updated", "expired", "enter",
+        "your", "please", "minimum", "use", "contains", "cannot", "will", "has", "have", "does", "do",
+        "did", "missing", "empty", "set", "see", "click", "forgot", "sent", "never", "only", "can", "needs",
+        "and", "or", "of", "for", "to", "with", "it", "this", "that", "mismatch", "unknown", "failed",
+        "accepted", "rejected", "revoked", "valid", "verified", "if", "when", "new", "old", "hidden", "ok",
+        "success", "succeeded", "passed", "denied", "error", "expires", "expiring",
+    }
+)  # fmt: skip
+_LINE_LEADERS = frozenset({"", "export", "set", "-", "#", "//", "env"})
+_OPENERS = {"{": "}", "[": "]"}
+
+
+def _nested_end(text: str, start: int) -> int:
+    """End of the JSON value opened at ``start`` (brackets balanced outside strings), else the text's end."""
+    depth, index, quote = 0, start, ""
+    length = len(text)
+    while index < length:
+        char = text[index]
+        if quote:
+            if char == "\\":
+                index += 1
+            elif char == quote:
+                quote = ""
+        elif char == '"':
+            quote = char
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+        index += 1
+    return length
+
+
+def _quoted_end(text: str, start: int, quote: str) -> int:
+    """Index of the closing quote of the string opened at ``start``, else the end of the line."""
+    index, length = start + 1, len(text)
+    while index < length:
+        char = text[index]
+        if char == "\\" and not (quote == '\\"' and text.startswith(quote, index)):
+            index += 2
+            continue
+        if text.startswith(quote, index):
+            return index
+        if char == "\n":
+            return index
+        index += 1
+    return length
+
+
+def _at_line_start(text: str, key_start: int) -> bool:
+    line_start = text.rfind("\n", 0, key_start) + 1
+    return text[line_start:key_start].strip().strip("\"'") in _LINE_LEADERS
+
+
+def value_span(
+    text: str, start: int, *, colon: bool, in_url: bool, line_start: bool, mask: str
+) -> tuple[int, int] | None:
+    """The part of ``text`` from ``start`` that is the value, or None if there is nothing to mask."""
+    if start >= len(text) or text.startswith(mask, start):
+        return None
+    char = text[start]
+    if text.startswith('\\"', start):
+        end = _quoted_end(text, start + 1, '\\"')
+        span = (start + 2, end)
+    elif char in "\"'":
+        span = (start + 1, _quoted_end(text, start, char))
+    elif char in _OPENERS:
+        return start, _nested_end(text, start)
+    else:
+        scheme = _SCHEME.match(text, start)
+        value_start = scheme.end() if scheme else start
+        bare = (_BARE_IN_URL if in_url else _BARE).match(text, value_start)
+        if bare is None:
+            return None
+        end = bare.end()
+        if line_start and not in_url and text[end : end + 1] in (" ", "\t"):
+            line_end = text.find("\n", end)
+            line_end = len(text) if line_end < 0 else line_end
+            rest = text[end:line_end]
+            if rest.strip() and not _NEXT_PAIR.search(rest):
+                end = start + len(text[start:line_end].rstrip())
+        span = (start, end)
+    value = text[span[0] : span[1]]
+    if not value.strip() or value.startswith(mask) or _PLACEHOLDER.fullmatch(value.strip()):
+        return None
+    if colon and value.split(None, 1)[0].lower().strip(".,!") in _PROSE:
+        return None
+    return span
+
+
+_COPULAS = frozenset({"is", "was", "are", "were"})
+
+
+def _phrase_key(text: str, key_start: int, key: str) -> str | None:
+    """``"api key"`` for the key ``key`` in ``"the api key: ..."``: the word before, if one.
+    In ``"the secret is: ..."`` the word before is the key."""
+    if key_start < 2 or text[key_start - 1] != " ":
+        return None
+    before = text.rfind(" ", 0, key_start - 1) + 1
+    word = text[before : key_start - 1].lstrip("\"'")
+    if not word.isalpha():
+        return None
+    return f"the {word}" if key.lower() in _COPULAS else f"{word} {key}"
+
+
+def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of each value of a sensitive key in ``text``."""
+    position = 0
+    length = len(text)
+    while position < length:
+        match = _PAIR.search(text, position)
+        if match is None:
+            return
+        key = match.group("key")
+        if "%" in key:
+            key = urllib.parse.unquote_plus(key)
+        key_start = match.start("key")
+        judged = sensitive(key)
+        if not judged:
+            phrase = _phrase_key(text, key_start, key)
+            judged = (
+                phrase is not None
+                and sensitive(phrase)
+                and (phrase.startswith("the ") or split_words(phrase)[-2:] in PHRASES)
+            )
+        # Scanning goes on inside the value: "Cookie: a=b; sessionid=..." or "Token token=...".
+        position = match.end()
+        if not judged:
+            continue
+        span = value_span(
+            text,
+            match.end(),
+            colon=match.group("sep") == ":",
+            in_url=key_start > 0 and text[key_start - 1] in "?&#",
+            line_start=_at_line_start(text, key_start),
+            mask=mask,
+        )
+        if span is not None:
+            yield span

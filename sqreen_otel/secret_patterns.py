@@ -1,0 +1,184 @@
+"""Values that are secrets whatever their key: vendor token formats, private keys, credentials in URLs.
+
+Each rule is a regular expression behind a cheap gate (substrings one of which any match must
+contain), so that a value is scanned only by the rules that could match it: plain substring tests
+are far cheaper than a regex that tries its alternatives at every position. Patterns are anchored at
+word boundaries (``sk_test_`` inside ``task_test_``, ``sk-`` inside ``risk-`` and ``AKIA`` inside an
+upper-case word do not match). A rule with a group named ``s`` masks only that group (the user name
+and password of a URL, not its scheme and host).
+
+Formats are the vendors' documented ones, as gitleaks, trufflehog and detect-secrets encode them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+# Not preceded by a letter or digit: the rule starts at a word boundary.
+_B = r"(?<![A-Za-z0-9])"
+# Not followed by a character of the token alphabet: the token is whole.
+_E = r"(?![A-Za-z0-9])"
+
+
+@dataclass(frozen=True)
+class TokenRule:
+    """One secret format: ``gates`` (case-sensitive substrings, or lower-case ones with ``lower``)."""
+
+    name: str
+    gates: tuple[str, ...]
+    pattern: re.Pattern[str]
+    lower: bool = False
+    placeholders: bool = True  # a run of 8 identical characters marks a placeholder (AKIAXXXXXXXX...)
+
+    def spans(self, text: str) -> Iterator[tuple[int, int]]:
+        group = "s" if "s" in self.pattern.groupindex else 0
+        for match in self.pattern.finditer(text):
+            if not (self.placeholders and _REPEATED.search(match.group(group))):
+                yield match.span(group)
+
+
+_REPEATED = re.compile(r"(.)\1{7}")
+
+
+def _rule(
+    name: str, gates: tuple[str, ...], pattern: str, *, lower: bool = False, placeholders: bool = True
+) -> TokenRule:
+    return TokenRule(name, gates, re.compile(pattern), lower, placeholders)
+
+
+RULES: tuple[TokenRule, ...] = (
+    # Private keys, to the end marker or the end of the text: PEM (RSA, EC, DSA, OpenSSH, PKCS#8,
+    # encrypted) and PGP armour; RFC 4716 (SSH2) key files; PuTTY .ppk files (up to the MAC line).
+    _rule(
+        "private-key",
+        ("PRIVATE KEY",),
+        r"-----BEGIN[A-Z0-9 ]* PRIVATE KEY(?: BLOCK)?-----[\s\S]*?"
+        r"(?:-----END[A-Z0-9 ]* PRIVATE KEY(?: BLOCK)?-----|\Z)",
+        placeholders=False,
+    ),
+    _rule(
+        "ssh2-private-key",
+        ("BEGIN SSH2",),
+        r"---- BEGIN SSH2 (?:ENCRYPTED )?PRIVATE KEY ----[\s\S]*?(?:---- END SSH2 (?:ENCRYPTED )?PRIVATE KEY ----|\Z)",
+        placeholders=False,
+    ),
+    _rule(
+        "putty-private-key",
+        ("PuTTY-User-Key-File-",),
+        r"PuTTY-User-Key-File-\d+:[\s\S]*?(?:Private-(?:MAC|Hash):[ \t]*[0-9a-fA-F]+|\Z)",
+        placeholders=False,
+    ),
+    # JSON Web Tokens (JWS; a JWE's first three parts): distinctive enough to need no boundary.
+    _rule("jwt", ("eyJ",), r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
+    # AWS access key ids: long-term (AKIA), temporary (ASIA), STS bearer (ABIA), context (ACCA), A3T.
+    # Other unique-id prefixes (AIDA users, AROA roles...) name principals and are not credentials.
+    _rule(
+        "aws-access-key-id",
+        ("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
+        _B + r"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}" + _E,
+    ),
+    _rule(
+        "github",
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+        _B + r"(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{22,})",
+    ),
+    _rule(
+        "gitlab",
+        ("gl", "GR1348941"),
+        _B + r"(?:gl(?:pat|dt|rt|ptt|soat|cbt|imt|agent|oas|ft|ffct|wt)-[0-9A-Za-z_-]{20,}"
+        r"|GR1348941[0-9A-Za-z_-]{20,})",
+    ),
+    # Slack bot/user/app/refresh/config tokens and incoming-webhook URLs.
+    _rule(
+        "slack",
+        ("xox", "xapp-"),
+        _B + r"(?:xox[abposre]-[0-9][0-9A-Za-z-]{9,}|xoxe\.xox[bp]-[0-9A-Za-z-]{10,}"
+        r"|xapp-\d-[A-Za-z0-9]+-\d+-[A-Za-z0-9]+)",
+    ),
+    _rule(
+        "slack-webhook",
+        ("hooks.slack.com",),
+        r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<s>[A-Za-z0-9+/_-]{20,})",
+    ),
+    _rule("discord-webhook", ("/api/webhooks/",), r"discord(?:app)?\.com/api/webhooks/(?P<s>\d+/[A-Za-z0-9_-]+)"),
+    # Stripe secret and restricted keys, webhook signing secrets.
+    _rule(
+        "stripe",
+        ("k_live_", "k_test_", "k_prod_", "whsec_"),
+        _B + r"(?:[sr]k_(?:live|test|prod)_[0-9A-Za-z]{10,}|whsec_[A-Za-z0-9+/=]{24,})",
+    ),
+    _rule("twilio-api-key", ("SK",), _B + r"SK[0-9a-fA-F]{32}" + _E),
+    _rule("sendgrid", ("SG.",), _B + r"SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64}"),
+    _rule("npm", ("npm_",), _B + r"npm_[A-Za-z0-9]{36}" + _E),
+    _rule("pypi", ("pypi-",), _B + r"pypi-AgE[A-Za-z0-9_-]{50,}"),
+    _rule("shopify", ("shp",), _B + r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}" + _E),
+    _rule("telegram-bot", (":A",), r"(?<![0-9])[0-9]{5,16}:A[A-Za-z0-9_-]{34}(?![A-Za-z0-9_-])"),
+    _rule("age-secret-key", ("AGE-SECRET-KEY-1",), r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
+    _rule("azure-ad-client-secret", ("Q~",), r"(?<![\w~.-])[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}(?![\w~.-])"),
+    _rule("google-api-key", ("AIza",), _B + r"AIza[0-9A-Za-z_-]{30,}"),
+    _rule("google-oauth", ("GOCSPX-", "ya29."), _B + r"(?:GOCSPX-[A-Za-z0-9_-]{28}|ya29\.[0-9A-Za-z_-]{20,})"),
+    # OpenAI ("sk-", "sk-proj-", "sk-svcacct-"), Anthropic ("sk-ant-"), DeepSeek...: with a digit.
+    _rule("sk-api-key", ("sk-",), r"(?<![\w-])sk-(?=[A-Za-z_-]*[0-9])[A-Za-z0-9_-]{20,}"),
+    _rule("mapbox-secret", ("sk.eyJ",), _B + r"sk\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
+    _rule("vault", ("hvs.", "hvb.", "hvr."), _B + r"hv[sbr]\.[A-Za-z0-9_-]{24,}"),
+    _rule("digitalocean", ("_v1_",), _B + r"do[opr]_v1_[a-f0-9]{64}"),
+    _rule("huggingface", ("hf_",), _B + r"hf_[A-Za-z]{34}" + _E),
+    _rule("databricks", ("dapi",), _B + r"dapi[a-f0-9]{32}(?:-\d)?" + _E),
+    _rule("mailgun", ("key-",), _B + r"key-[0-9a-f]{32}" + _E),
+    _rule("mailchimp", ("-us",), _B + r"[0-9a-f]{32}-us[0-9]{1,2}" + _E),
+    _rule("atlassian", ("ATATT3",), _B + r"ATATT3[A-Za-z0-9_=-]{100,}"),
+    _rule("postman", ("PMAK-",), _B + r"PMAK-[a-f0-9]{24}-[a-f0-9]{34}"),
+    _rule("new-relic", ("NRAK-",), _B + r"NRAK-[A-Z0-9]{27}"),
+    _rule(
+        "square",
+        ("sq0atp-", "sq0csp-", "EAAA"),
+        _B + r"(?:sq0atp-[0-9A-Za-z_-]{22}|sq0csp-[0-9A-Za-z_-]{43}|EAAA[A-Za-z0-9_-]{60})",
+    ),
+    _rule("sentry-token", ("sntrys_", "sntryu_"), _B + r"sntry[su]_[A-Za-z0-9_=+/]{40,}"),
+    _rule("grafana", ("glsa_", "glc_"), _B + r"(?:glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}|glc_[A-Za-z0-9+/]{32,}={0,2})"),
+    _rule("linear", ("lin_api_",), _B + r"lin_api_[A-Za-z0-9]{40}"),
+    _rule("heroku", ("HRKU-",), _B + r"HRKU-[0-9A-Za-z_-]{20,}"),
+    _rule("supabase", ("sbp_",), _B + r"sbp_[a-f0-9]{40}"),
+    _rule("planetscale", ("pscale_",), _B + r"pscale_(?:tkn|pw|oauth)_[A-Za-z0-9=._-]{32,64}"),
+    _rule("pulumi", ("pul-",), _B + r"pul-[a-f0-9]{40}"),
+    _rule("doppler", ("dp.",), _B + r"dp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,44}"),
+    _rule("terraform-cloud", (".atlasv1.",), _B + r"[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,70}"),
+    _rule("groq", ("gsk_",), _B + r"gsk_[A-Za-z0-9]{52}"),
+    _rule("replicate", ("r8_",), _B + r"r8_[A-Za-z0-9]{37}"),
+    _rule("notion", ("ntn_",), _B + r"ntn_[A-Za-z0-9]{40,}"),
+    _rule("twitter-bearer", ("AAAAAAAAAAAAAAAAAAAAA",), r"AAAAAAAAAAAAAAAAAAAAA[A-Za-z0-9%]{30,}", placeholders=False),
+    # HTTP credentials after their scheme word; the credential must hold a digit or a symbol, so that
+    # "Bearer authentication" or "basic information" stay.
+    _rule(
+        "http-credentials",
+        ("bearer", "basic", "token"),
+        _B + r"(?i:bearer|basic|token)\s+(?=[A-Za-z]*[0-9\-._~+/=])[A-Za-z0-9\-._~+/]{8,}=*",
+        lower=True,
+    ),
+    # user:password@ in URLs (an empty user too: redis://:pw@host); neither part crosses a quote.
+    _rule("url-credentials", ("://",), r"(?<=[A-Za-z0-9])://(?P<s>[^\s/?#:@\"'<>]*:[^\s/?\"'<>]+)@"),
+    # curl -u user:password, --user user:password.
+    _rule(
+        "curl-user",
+        ("-u", "--user"),
+        r"(?:^|(?<=\s))(?:-u|--user)(?:[ \t]+|=)[\"']?(?P<s>[^\s:\"']*:[^\s\"']+?)[\"']?(?=\s|$)",
+    ),
+)
+
+
+def secret_spans(text: str) -> Iterator[tuple[int, int]]:
+    """``(start, end)`` of each part of ``text`` that a token rule matches (spans may overlap)."""
+    lowered: str | None = None
+    for rule in RULES:
+        if rule.lower:
+            if lowered is None:
+                lowered = text.lower()
+            haystack = lowered
+        else:
+            haystack = text
+        for gate in rule.gates:
+            if gate in haystack:
+                yield from rule.spans(text)
+                break
