@@ -112,6 +112,9 @@ class Spool:
     def close(self) -> None:
         """Release the owner lock: what is left is for the next process to send."""
         if self._lock_fd >= 0:
+            if not self.own:  # nothing of ours left: no lock file to leave behind either
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.directory, f"{_OWNER}{self.owner}.lock"))
             with contextlib.suppress(OSError):
                 os.close(self._lock_fd)
             self._lock_fd = -1
@@ -249,7 +252,7 @@ class Spool:
         tmp = os.path.join(self.directory, f"{_TMP}{self.owner}-{self._seq:08d}")
         header = _HEADER.pack(MAGIC, FLAG_MAYBE_DELIVERED if maybe_delivered else 0, count, zlib.crc32(body))
         try:
-            with open(tmp, "wb") as f:
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:  # events hold PII
                 f.write(header)
                 f.write(body)
             os.replace(tmp, os.path.join(self.directory, name))
@@ -309,6 +312,11 @@ class Spool:
         os.close(claimed.fd)
         self.own.pop(claimed.segment.name, None)
         self._drop_from_listing(claimed.segment)
+        owner = claimed.segment.owner
+        last = owner != self.owner and all(s.owner != owner for s in self._listing.segments)
+        if last and not self.owner_alive(owner):  # its last segment: its lock file goes too
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.directory, f"{_OWNER}{owner}.lock"))
 
     def release(self, claimed: Claimed) -> None:
         """Unlock a claimed segment, keeping it for a later attempt."""
