@@ -444,7 +444,8 @@ class ActionsPoller:
         self._last_error = message
 
     def start(self) -> ActionsPoller:
-        """Poll now, then every ``interval`` seconds (plus up to 10% jitter), in a daemon thread, until ``stop()``."""
+        """Poll now, then every ``interval`` seconds at most (up to 10% sooner, so a fleet does not poll in step),
+        in a daemon thread, until ``stop()``: a decision reaches the agent within ``interval``."""
         with self._thread_lock:
             self._stopped = False
             if self.running:
@@ -466,7 +467,7 @@ class ActionsPoller:
     def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             self.poll_once()
-            stop.wait(self.interval * (1.0 + random.uniform(0.0, 0.1)))
+            stop.wait(self.interval * random.uniform(0.9, 1.0))
 
 
 def _read_capped(response: requests.Response) -> bytes:
