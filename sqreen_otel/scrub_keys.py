@@ -89,6 +89,15 @@ DESCRIPTORS = frozenset(
 # ...but these words hold the value even though an earlier word is a credential ("token_url" is
 # described, "url_token" is not): a last word that is a credential word is never a descriptor.
 
+_EXACT = frozenset(
+    {
+        *SHORT_TERMS,
+        *DISTINCTIVE_TERMS,
+        *LAST_WORD_TERMS,
+        *(a + b for a, b in PHRASES),
+        *(t + "s" for t in DISTINCTIVE_TERMS),
+    }
+)
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _SEPARATORS = re.compile(r"[-_.\[\]:\s/$@]+")
 
@@ -120,6 +129,16 @@ def _credential_word(word: str) -> bool:
         if word.startswith(term):
             return len(word) == len(term) or not NOT_CREDENTIAL_WORDS.match(word)
     return any(term in word for term in JOINED_TERMS) or word.endswith(SUFFIX_TERMS)
+
+
+def _mixed_case(part: str) -> bool:
+    """Neither lower, upper nor Capitalized case: "pWd", "sessionId" (not "Cookie", "TOKEN")."""
+    return not (part.islower() or part.isupper() or (part[:1].isupper() and part[1:].islower()))
+
+
+def _exact_credential(word: str) -> bool:
+    """A credential word as written, without the prefix rule ("password", "accesstoken", not "secretlength")."""
+    return word in _EXACT or word.endswith(SUFFIX_TERMS) or any(term in word for term in JOINED_TERMS)
 
 
 def _credential_at(words: tuple[str, ...], i: int) -> bool:
@@ -162,11 +181,10 @@ class KeyRule:
             return False
         if sensitive_words(words):
             return True
-        # Mixed case that is not camelCase ("pWd", "PaSsWoRd", "pIn"): each part is also judged as one
-        # word, unless a real camelCase key ends in a descriptor ("secretLength", "maxTokens").
-        if not words:
-            return False
-        random_case = any(len(word) == 1 for word in words if word.isalpha())
-        if not random_case and (words[-1] in DESCRIPTORS or words[-1] in _COUNT_PLURALS):
-            return False
-        return sensitive_words(tuple(part.lower() for part in parts))
+        # Mixed case that is not camelCase ("pWd", "PaSsWoRd", "authorizatiOn"): each part is also
+        # judged as one word. When the camelCase reading ends in a descriptor ("secretLength",
+        # "maxTokens"), only a part that is a credential word exactly (not as a prefix) counts.
+        lowered = tuple(part.lower() for part in parts)
+        if words and (words[-1] in DESCRIPTORS or words[-1] in _COUNT_PLURALS):
+            return any(_exact_credential(part.lower()) for part in parts if _mixed_case(part))
+        return sensitive_words(lowered)
