@@ -9,7 +9,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -34,16 +36,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass
+class Served:
+    """A running ``sqreen-otel serve``: its URL, process and log (stdout and stderr together)."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
 @contextlib.contextmanager
-def serve(tmp: Path, *args: str, port: int | None = None) -> Iterator[str]:
+def serve(tmp: Path, *args: str, port: int | None = None, **popen: Any) -> Iterator[str]:
     """``sqreen-otel serve`` in a subprocess; yields its base URL once it answers HTTP (20 s deadline)."""
+    with serve_process(tmp, *args, port=port, **popen) as served:
+        yield served.url
+
+
+@contextlib.contextmanager
+def serve_process(
+    tmp: Path, *args: str, port: int | None = None, db: Path | None = None, **popen: Any
+) -> Iterator[Served]:
+    """Like ``serve``, with the process (to signal it) and its log; ``db`` defaults to ``tmp/events.sqlite``."""
     port = port or free_port()
-    log = open(tmp / f"serve-{port}.log", "w+")  # noqa: SIM115 - closed below
+    log_path = tmp / f"serve-{port}.log"
+    log = open(log_path, "w+")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [CLI, "serve", "--db", str(tmp / "events.sqlite"), "--port", str(port), *args],
+        [CLI, "serve", "--db", str(db or tmp / "events.sqlite"), "--port", str(port), *args],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=ENV,
+        **{"env": ENV, **popen},
     )
     url = f"http://{HOST}:{port}"
     try:
@@ -59,9 +83,10 @@ def serve(tmp: Path, *args: str, port: int | None = None) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     pytest.fail("sqreen-otel serve did not answer within 20 s")
                 time.sleep(0.05)
-        yield url
+        yield Served(url, proc, log_path)
     finally:
-        proc.terminate()
+        if proc.poll() is None:
+            proc.terminate()
         try:
             proc.wait(10)
         except subprocess.TimeoutExpired:

@@ -71,6 +71,7 @@ class Protocol(H11Protocol):
             idle = [c for c in self.connections if isinstance(c, Protocol) and c is not self and c._idle()]
             victim = min(idle, key=lambda c: c._idle_since) if idle else self
             tally.note(f"more than {self.max_connections} connections: closed the longest idle one")
+            self.connections.discard(victim)  # counted out now: the close itself completes later
             victim.transport.close()
 
     def data_received(self, data: bytes) -> None:
@@ -119,8 +120,12 @@ def _exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any])
     loop.default_exception_handler(context)
 
 
-def connection_limit() -> int:
-    """``MAX_CONNECTIONS``, or fewer when the file descriptor limit (raised to its maximum first) is low."""
+def connection_limits() -> tuple[int, int]:
+    """(connections, accept backlog) for the file descriptor limit, raised to its maximum first.
+
+    asyncio accepts up to ``backlog`` connections in one go before any of them can close an idle one:
+    what is left of the descriptors after ``connections`` (SQLite takes 3 per thread) must hold that many.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and soft < hard:
         try:
@@ -128,14 +133,16 @@ def connection_limit() -> int:
             soft = hard
         except (ValueError, OSError):
             pass
-    if soft == resource.RLIM_INFINITY:
-        return MAX_CONNECTIONS
-    return max(8, min(MAX_CONNECTIONS, soft - 64 if soft > 128 else soft // 2))
+    if soft == resource.RLIM_INFINITY or soft >= 4 * MAX_CONNECTIONS:
+        return MAX_CONNECTIONS, 2048
+    connections = max(8, soft // 4)
+    return connections, max(8, min(2048, (soft - connections - 200) // 2))
 
 
 def config(app: Any, *, max_connections: int | None = None, header_timeout: float = HEADER_TIMEOUT) -> uvicorn.Config:
     """The uvicorn configuration of the explorer (``log_level`` warning: we log what matters ourselves)."""
-    limit = max_connections or connection_limit()
+    limit, backlog = connection_limits()
+    limit = max_connections or limit
     protocol = type("ExplorerProtocol", (Protocol,), {"max_connections": limit, "header_timeout": header_timeout})
     return uvicorn.Config(
         app,
@@ -144,6 +151,7 @@ def config(app: Any, *, max_connections: int | None = None, header_timeout: floa
         limit_concurrency=limit + 1,  # our own cap closes idle connections first; this one answers 503
         timeout_keep_alive=KEEP_ALIVE,
         timeout_graceful_shutdown=10,
+        backlog=backlog,
         lifespan="on",
     )
 

@@ -2,9 +2,14 @@
 
 Event data is attacker-controlled (user agents, paths, property keys and values, even event names), so
 every value reaches the page through ``_e`` (``html.escape`` with quotes, for text and attribute values
-alike) and every link is built with ``urlencode`` before being escaped. The inline style sheet and script
-are constants: ``CSP`` allows exactly them by hash, so an injected ``<script>``, ``style=`` attribute or
-event handler would not run even if escaping were ever missed. ``SECURITY_HEADERS`` goes on every page.
+alike) and every link is built with ``urlencode`` before being escaped. ``_e`` also shows invisible
+characters as ``[U+XXXX]`` (bidi overrides and isolates, zero-width and other format characters,
+controls, line separators): ``exe.png`` written with U+202E must not read as a picture's name. Form
+fields (``_raw``) keep values exact, so that blocking and filtering act on the real value.
+
+The inline style sheet and script are constants: ``CSP`` allows exactly them by hash, so an injected
+``<script>``, ``style=`` attribute or event handler would not run even if escaping were ever missed.
+``SECURITY_HEADERS`` goes on every page.
 
 Times are shown in UTC. The filter form's "from"/"until" fields are ``datetime-local`` inputs read as UTC;
 the script turns them into the ``since``/``until`` nanoseconds the server filters on and leaves empty
@@ -21,12 +26,13 @@ import json
 import math
 import re
 import time
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 from ..blocking import check_identifiers, check_network
-from .store import PROPERTIES_PREFIX, Event, Filters
+from .store import MAX_FILTER_LENGTH, PROPERTIES_PREFIX, Event, Filters
 
 PAGE_SIZE = 50
 FILTER_KEYS = ("name", "user", "ip", "since", "until", "prop")
@@ -157,8 +163,24 @@ SECURITY_HEADERS = {
 # -- small pieces -----------------------------------------------------------------------------------
 
 
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+_KEPT = frozenset("\n\t")
+
+
+def _visible(text: str) -> str:
+    """Invisible and direction-changing characters as ``[U+202E]``; everything else as it is."""
+    if text.isprintable():  # nearly always: no character is Cc, Cf, Zl, Zp (nor Zs beyond space, Co, Cn, Cs)
+        return text
+    return "".join(f"[U+{ord(c):04X}]" if c not in _KEPT and unicodedata.category(c) in _INVISIBLE else c for c in text)
+
+
 def _e(value: Any) -> str:
-    """Escaped text, safe in element content and in quoted attribute values."""
+    """Escaped text with invisible characters shown, safe in element content and in quoted attribute values."""
+    return html.escape(_visible(value if isinstance(value, str) else str(value)), quote=True)
+
+
+def _raw(value: Any) -> str:
+    """Escaped exactly (form field values: what is submitted must be the real value)."""
     return html.escape(value if isinstance(value, str) else str(value), quote=True)
 
 
@@ -253,7 +275,7 @@ def _page(title: str, active: str, body: str) -> str:
 
 
 def _hidden(name: str, value: str) -> str:
-    return f'<input type="hidden" name="{_e(name)}" value="{_e(value)}">'
+    return f'<input type="hidden" name="{_raw(name)}" value="{_raw(value)}">'
 
 
 def _duration_select() -> str:
@@ -331,10 +353,11 @@ def events_page(
 
 def _filter_form(events: list[Event], filters: Filters, current: Mapping[str, str]) -> str:
     names = sorted({event.name for event in events} | ({filters.name} if filters.name else set()))
-    options = "".join(f'<option value="{_e(name)}">' for name in names)
+    # Suggestions show their value as it is: only names without invisible characters are suggested.
+    options = "".join(f'<option value="{_raw(name)}">' for name in names if _visible(name) == name)
 
     def text(label: str, name: str, placeholder: str, extra: str = "") -> str:
-        value = _e(current.get(name, ""))
+        value = _raw(current.get(name, ""))
         return (
             f'<label>{label}<input type="text" name="{name}" value="{value}" placeholder="{placeholder}"{extra}>'
             "</label>"
@@ -417,12 +440,20 @@ def _event_row(event: Event, current: Mapping[str, str]) -> str:
     def pivot(key: str, value: str) -> str:
         return _href("/", {k: v for k, v in {**current, key: value}.items() if k != "before"})
 
+    def link(key: str, value: str, shown: str, css: str = "") -> str:
+        """A link filtering on ``value``, unless no filter could hold it: then the text alone (a 64 KiB
+        value in each link made pages of hundreds of megabytes)."""
+        if len(value) > MAX_FILTER_LENGTH:
+            return shown
+        return f'<a{css} href="{pivot(key, value)}">{shown}</a>'
+
     user = " ".join(
         f'<span class="ident"><span class="k">{_e(key)}=</span>'
-        f'<a href="{pivot("user", _scalar(value))}">{_e(_cut(_scalar(value), 60))}</a></span>'
+        + link("user", _scalar(value), _e(_cut(_scalar(value), 60)))
+        + "</span>"
         for key, value in sorted(event.user.items())
     )
-    ip = f'<a href="{pivot("ip", event.client_address)}">{_e(event.client_address)}</a>' if event.client_address else ""
+    ip = link("ip", event.client_address, _e(event.client_address)) if event.client_address else ""
     request = ""
     if event.method or event.path:
         method, path = _e(event.method or ""), _e(_cut(event.path or ""))
@@ -431,11 +462,12 @@ def _event_row(event: Event, current: Mapping[str, str]) -> str:
     for key, value in _properties(event.attributes).items():
         text = f'<span class="k">{_e(_cut(key, 40))}=</span>{_e(_cut(_scalar(value)))}'
         if _PROP_KEY.fullmatch(key) and not isinstance(value, (dict, list)):
-            text = f'<a href="{pivot("prop", f"{key}={_scalar(value)}")}">{text}</a>'
+            text = link("prop", f"{key}={_scalar(value)}", text)
         props.append(f'<span class="prop">{text}</span>')
+    name = link("name", event.name, _e(_cut(event.name or "(no name)")), ' class="name"')
     return (
         f'<tr><td class="nowrap"><a class="event-link" href="/events/{event.id}">{_time(event.time_ns)}</a></td>'
-        f'<td><a class="name" href="{pivot("name", event.name)}">{_e(_cut(event.name or "(no name)"))}</a></td>'
+        f"<td>{name}</td>"
         f'<td>{user or _NONE}</td><td class="mono">{ip}</td><td>{request}</td>'
         f"<td>{''.join(props)}</td></tr>"
     )
