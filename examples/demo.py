@@ -4,13 +4,17 @@
     python examples/demo.py --port 4318 --app-port 5000   # fixed ports (default: free ones)
     python examples/demo.py --no-wait                     # run the scenario and stop (CI uses this)
 
-1. starts ``sqreen-otel serve`` (the Event Explorer) on loopback, over a temporary database;
+1. starts ``sqreen-otel serve --playbooks examples/playbooks.yaml`` (the Event Explorer, evaluating the
+   example playbooks live) on loopback, over a temporary database; its Slack and webhook channels
+   point at a small receiver in this script, which prints what it gets;
 2. blocks mallory through the explorer (``sqreen-otel block-user``), as an operator would;
 3. serves ``examples/flask_app.py`` (login form, custom event) on another port, exporting to the
    explorer and polling its block list (``actions_url``), so the app refuses mallory;
 4. sends traffic: failed and successful logins, mallory's refused login, a password-reset event;
-5. imports ``examples/past_events.jsonl`` (with one bad line, rejected with its reason);
-6. prints what the explorer holds and what to look at.
+5. runs a credential-stuffing attack (failed logins for 30 accounts from 203.0.113.66): the
+   ``credential-stuffing`` playbook blocks the address by itself and the app answers it 403;
+6. imports ``examples/past_events.jsonl`` (with one bad line, rejected with its reason);
+7. prints what the explorer holds and what to look at.
 
 Exit status: 0 done; 1 a step failed (the message says which); 3 a port was busy.
 """
@@ -18,6 +22,8 @@ Exit status: 0 done; 1 a step failed (the message says which); 3 a port was busy
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -69,13 +75,17 @@ class DemoFailed(Exception):
         self.status = status
 
 
-def start_explorer(workdir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
-    """``sqreen-otel serve``; its URL from the banner it prints once listening (so ``--port 0`` works)."""
+def start_explorer(workdir: Path, port: int, hooks: str) -> tuple[subprocess.Popen[str], str]:
+    """``sqreen-otel serve --playbooks``; its URL from the banner it prints once listening (so ``--port 0`` works)."""
+    channels = {"SLACK_WEBHOOK_URL": hooks, "SOC_WEBHOOK_URL": hooks, "SOC_HMAC_KEY": "demo-secret"}
+    playbooks = str(HERE / "playbooks.yaml")
     server = subprocess.Popen(
-        [*sqreen_otel_command(), "serve", "--db", str(workdir / "events.sqlite"), "--port", str(port)],
+        [*sqreen_otel_command(), "serve", "--db", str(workdir / "events.sqlite"), "--port", str(port),
+         "--playbooks", playbooks],
         stdout=subprocess.PIPE,
         text=True,
-    )
+        env={**os.environ, **channels},
+    )  # fmt: skip
     assert server.stdout is not None
     banner = server.stdout.readline()  # empty when serve exits: it printed its reason on stderr
     if not banner.startswith("Event Explorer on http://"):
@@ -83,6 +93,65 @@ def start_explorer(workdir: Path, port: int) -> tuple[subprocess.Popen[str], str
         raise DemoFailed("the Event Explorer did not start", 3 if status == 3 else 1)
     threading.Thread(target=shutil.copyfileobj, args=(server.stdout, sys.stdout), daemon=True).start()
     return server, banner.split()[3].rstrip("/")
+
+
+class Notifications:
+    """Where the playbooks' Slack and webhook channels post in the demo: prints each message's text."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.received: list[dict[str, object]] = []
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with contextlib.suppress(ValueError):
+                    received.append(json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+ATTACKER = "203.0.113.66"  # a documentation address: public, so playbooks may block it
+
+
+def credential_stuffing(app_url: str, explorer: str, notifications: Notifications, deadline: float = 30.0) -> None:
+    """Failed logins for many accounts from one address, then wait for the app to refuse it, by itself."""
+    headers = {"X-Forwarded-For": ATTACKER}
+    started = time.monotonic()
+    statuses = [
+        requests.post(f"{app_url}/login", data={"email": f"user{i}@example.com", "password": "123456"},
+                      headers=headers, timeout=5).status_code
+        for i in range(30)
+    ]  # fmt: skip
+    print(f"  30 failed logins from {ATTACKER} for 30 accounts -> {sorted(set(statuses))}")
+    sqreen_otel.flush(timeout=5)  # deliver the events now rather than at the next heartbeat
+    stop = started + deadline
+    while True:
+        status = requests.get(f"{app_url}/", headers=headers, timeout=5).status_code
+        if status == 403:
+            break
+        if time.monotonic() > stop:
+            raise DemoFailed(f"the app still answered {ATTACKER} with {status} after {deadline:.0f}s")
+        time.sleep(0.2)
+    actions = requests.get(f"{explorer}/v1/actions", timeout=5).json()["actions"]
+    decision = next(a for a in actions if a.get("ip") == ATTACKER)
+    print(f"  {ATTACKER} now gets {status}, {time.monotonic() - started:.1f} s after the attack began, with no"
+          f" manual step:\n  playbook {decision['playbook']} decided {decision['action']} {ATTACKER} until"
+          f" {decision['expires_at']} (decision {decision['id']}, alert {decision['alert']})")  # fmt: skip
+    stop = time.monotonic() + 10
+    while not notifications.received and time.monotonic() < stop:
+        time.sleep(0.1)
+    for message in notifications.received[:1]:
+        print(f"  the Slack channel got: {str(message.get('text', message))[:160]!r}")
 
 
 def block_mallory(explorer: str) -> str:
@@ -140,6 +209,9 @@ def what_to_look_at(explorer: str, action_id: str) -> None:
         ("/actions", "the block list: that action, with buttons to lift it"),
         ("/?name=password_reset", "open the event: the request's token parameter is [REDACTED]"),
         ("/summary", "counts per name, the imported 2018 events included"),
+        ("/playbooks", "the example playbooks: mode, alerts over a day and a week, hits of their decisions"),
+        ("/alerts", f"the credential-stuffing incident from {ATTACKER}, its events and its decision (Lift)"),
+        ("/playbooks/backtest", "run the playbooks (or a draft) over the stored events, alerts per day"),
     ]
     width = max(len(explorer + path) for path, _ in sights)
     print("\nWhat to look at:")
@@ -157,8 +229,9 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="sqreen-otel-demo-"))
     server: subprocess.Popen[str] | None = None
     web = None
+    notifications = Notifications()
     try:
-        server, explorer = start_explorer(workdir, args.port)
+        server, explorer = start_explorer(workdir, args.port, notifications.url)
         print(f"Event Explorer running at {explorer}/\n")
 
         print("Blocking mallory through the explorer:")
@@ -177,6 +250,9 @@ def main() -> int:
         if traffic(app_url) != 403:
             raise DemoFailed("mallory's login was not refused")
         sqreen_otel.flush(timeout=5)
+
+        print("\nA credential-stuffing attack, and the playbook that stops it:")
+        credential_stuffing(app_url, explorer, notifications)
 
         past = workdir / "past_events.jsonl"
         shutil.copy(HERE / "past_events.jsonl", past)
@@ -201,6 +277,7 @@ def main() -> int:
         if server is not None:
             server.terminate()
             server.wait(10)
+        notifications.server.shutdown()
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
 

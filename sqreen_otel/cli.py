@@ -107,6 +107,9 @@ def serve(args: argparse.Namespace) -> int:
     host, port = sock.getsockname()[:2]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
     print(f"Event Explorer on {url}/  (OTLP logs: {url}/v1/logs, actions: {url}/v1/actions)", flush=True)
+    if live is not None and live.playbooks is not None:
+        modes = ", ".join(f"{p.id} ({p.mode})" for p in live.playbooks.playbooks)
+        print(f"Playbooks from {args.playbooks}: {modes or 'none'}; reloaded when the file changes", flush=True)
     server = uvicorn.Server(explorer_server.config(create_app(store, token=args.token, live=live)))
     # uvicorn stops on SIGINT and SIGTERM, then raises the signal again for the previous handler: make that
     # handler a clean stop for SIGTERM too (status 0, the database closed), as Ctrl-C is.
@@ -143,9 +146,6 @@ def _start_playbooks(path: str, store: Any) -> Any:
     except ValueError as exc:
         print(f"sqreen-otel serve: {exc}", file=sys.stderr)
         return None
-    assert live.playbooks is not None
-    modes = ", ".join(f"{p.id} ({p.mode})" for p in live.playbooks.playbooks)
-    print(f"Playbooks from {path}: {modes or 'none'}; reloaded when the file changes", flush=True)
     return live
 
 
