@@ -104,7 +104,7 @@ def serving(db: str, workdir: Path) -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"serve exited with {proc.returncode}: see {log.name}")
+                raise RuntimeError(f"serve exited with {proc.returncode}:\n{Path(log.name).read_text()[-3000:]}")
             try:
                 session.get(url + "/api/summary", headers=HEADERS, timeout=1)
                 break
