@@ -44,6 +44,13 @@ def test_demo_on_given_ports_blocks_mallory_through_the_explorer() -> None:
         assert re.search(rf"^  {re.escape(explorer + path)} +\S", looks, re.M), path
     assert f"sqreen.action.id is {action_id}" in looks
     assert "read 5, sent 4, rejected 1" in out
+    # The attack: blocked by the credential-stuffing playbook on its own, the app answering 403.
+    attack = out.split("A credential-stuffing attack")[1].split("Importing past events")[0]
+    assert "203.0.113.66 now gets 403" in attack and "with no manual step" in attack
+    assert re.search(r"playbook credential-stuffing decided block_ip 203\.0\.113\.66 until \S+Z \(decision \w+", attack)
+    assert "the Slack channel got: '*Playbook credential-stuffing fired" in attack
+    for path in ("/playbooks", "/alerts", "/playbooks/backtest"):
+        assert re.search(rf"^  {re.escape(explorer + path)} +\S", looks, re.M), path
 
 
 def test_demo_on_a_busy_port_exits_3() -> None:
