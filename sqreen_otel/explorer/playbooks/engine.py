@@ -272,16 +272,19 @@ class Engine:
         self._result = result = Result()
         self._updated = {}
         by_name, any_name = self._by_name, self._any_name
+        feed = self._feed
+        count = 0
         for event in events:  # type: ignore[union-attr]
-            self.counters["events"] += 1
+            count += 1
             if event.time_ns > self.now_ns:
                 self.now_ns = event.time_ns
             runners = by_name.get(event.name)
             if runners:
                 for runner in runners:
-                    self._feed(runner, event)
+                    feed(runner, event)
             for runner in any_name:
-                self._feed(runner, event)
+                feed(runner, event)
+        self.counters["events"] += count
         opened = {a.id for a in result.alerts_opened}
         result.alerts_opened = [_snapshot(a) for a in result.alerts_opened]
         result.alerts_updated = [_snapshot(a) for a in self._updated.values() if a.id not in opened]

@@ -183,6 +183,8 @@ class Where:
         self.presence: tuple[str, ...] = tuple(sorted({f for f in present if f} - set(self.fields or ())))
         self._key = self._key_function() if cacheable else None
         self._cache: dict[Any, bool] = {}
+        self._last_event: object = None
+        self._last_result = False
         self.errors = 0  # evaluations that failed (a missing key, a type mismatch): counted as no match
         self.evaluations = 0  # evaluations by CEL (cache misses and uncacheable expressions)
 
@@ -232,19 +234,24 @@ class Where:
         )
 
     def matches(self, event: EventLike) -> bool:
+        if event is self._last_event:  # playbooks sharing this condition ask about the same event in a row
+            return self._last_result
         if self._key is None:
-            return self.evaluate(event)
-        try:
-            key = self._key(event)
-            cached = self._cache.get(key)
-        except TypeError:  # an unhashable value (a list or map property): no caching for this one
-            return self.evaluate(event)
-        if cached is None:
-            cached = self.evaluate(event)
-            if len(self._cache) >= CACHE_SIZE:
-                self._cache.clear()
-            self._cache[key] = cached
-        return cached
+            result = self.evaluate(event)
+        else:
+            try:
+                key = self._key(event)
+                cached = self._cache.get(key)
+            except TypeError:  # an unhashable value (a list or map property): no caching for this one
+                key, cached = None, self.evaluate(event)
+            if cached is None:
+                cached = self.evaluate(event)
+                if len(self._cache) >= CACHE_SIZE:
+                    self._cache.clear()
+                self._cache[key] = cached
+            result = cached
+        self._last_event, self._last_result = event, result
+        return result
 
 
 __all__ = ["MISSING", "ExpressionError", "Where", "activation"]
