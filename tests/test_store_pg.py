@@ -7,8 +7,10 @@ each test gets a fresh schema.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import threading
+import types
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,8 +40,18 @@ def _portable(name: str, function: Any) -> bool:
 
 
 SHARED = sorted(name for name, function in vars(sqlite_tests).items() if _portable(name, function))
+
+
+def _copy(function: Any) -> Any:
+    """The test again, with its own copy of its parameters (a test may change the dicts it is given)."""
+    twin = types.FunctionType(function.__code__, function.__globals__, function.__name__, function.__defaults__)
+    twin.__kwdefaults__ = function.__kwdefaults__
+    twin.__dict__.update(copy.deepcopy(function.__dict__))  # pytestmark: parametrize values included
+    return twin
+
+
 for _name in SHARED:
-    globals()[_name] = getattr(sqlite_tests, _name)  # collected here: its ``store`` fixture is the one below
+    globals()[_name] = _copy(getattr(sqlite_tests, _name))  # collected here: its ``store`` fixture is the one below
 sample = sqlite_tests.sample  # the fixture, so that it builds on this module's ``store``
 clock = sqlite_tests.clock
 

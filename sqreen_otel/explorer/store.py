@@ -454,59 +454,12 @@ class Store:
         An event whose ``log.record.uid`` attribute is already stored (or repeated in the batch) is skipped:
         an exporter's retry or a replayed spool is stored once. Events without a uid are always stored.
         """
-        rows: list[tuple[Any, ...]] = []
-        uids: list[str | None] = []
-        users: list[tuple[int, str, str]] = []
-        received = int(self._clock() * 1e9)
-        last_resource: Any = None
-        resource_json = "{}"
-        for event in events:
-            attributes = event.get("attributes") or {}
-            user: dict[str, Any] = {}
-            for key, value in attributes.items():
-                if (
-                    type(key) is str
-                    and key.startswith(USER_PREFIX)
-                    and not key.startswith(TRAITS_PREFIX)
-                    and len(user) < MAX_IDENTIFIERS
-                ):
-                    user[_text(key[12:]) or ""] = value  # capped keys stay distinct: they are dict keys
-            index = len(rows)
-            for key, value in user.items():
-                users.append((index, key, _text(value) or ""))
-            resource = event.get("resource") or {}
-            if resource is not last_resource and resource != last_resource:  # one resource per batch, usually
-                resource_json = _json(resource)
-            last_resource = resource
-            uid = attributes.get(UID_ATTRIBUTE)
-            uids.append(_text(uid) if isinstance(uid, str) and uid else None)
-            time_ns = _ns(event.get("time_unix_nano")) or _ns(event.get("observed_time_unix_nano")) or received
-            rows.append(
-                (
-                    _sql_ns(time_ns),
-                    received,
-                    _text(event.get("name") or attributes.get("event.name")) or "",
-                    _json(user, _CANONICAL) if user else None,
-                    _text(attributes.get("client.address")),
-                    _text(attributes.get("url.path")),
-                    _text(attributes.get("http.request.method")),
-                    _text(event.get("trace_id")),
-                    _text(event.get("span_id")),
-                    _json(attributes),
-                    resource_json,
-                    _text(event.get("scope")),
-                    uids[-1],
-                    str(time_ns) if time_ns > INT64_MAX else None,
-                )
-            )
+        rows, users = rows_of(events, int(self._clock() * 1e9))
+        uids = [row[UID_COLUMN] for row in rows]
         if not rows:
             return 0
         with self._write() as conn:
-            keep = self._new(conn, uids)
-            if keep is not None:  # some are already stored: number the others without gaps
-                renumber = {old: new for new, old in enumerate(keep)}
-                rows = [rows[i] for i in keep]
-                users = [(renumber[i], key, value) for i, key, value in users if i in renumber]
+            rows, users = only_new(rows, users, self._known(conn, uids))
             if not rows:
                 return 0
             # Ids are ours to give (we hold the write lock): event_users rows need them, executemany
@@ -522,22 +475,10 @@ class Store:
         return len(rows)
 
     @staticmethod
-    def _new(conn: sqlite3.Connection, uids: list[str | None]) -> list[int] | None:
-        """Indexes of the events to insert (first of each uid not yet stored), or ``None`` for all of them."""
+    def _known(conn: sqlite3.Connection, uids: list[str | None]) -> set[str]:
+        """Which of these uids are already stored."""
         given = [uid for uid in uids if uid is not None]
-        if not given:
-            return None
-        seen = {row[0] for row in conn.execute(_KNOWN_UIDS, (json.dumps(given),))}
-        if not seen and len(set(given)) == len(given):
-            return None
-        keep = []
-        for index, uid in enumerate(uids):
-            if uid is None:
-                keep.append(index)
-            elif uid not in seen:
-                seen.add(uid)
-                keep.append(index)
-        return keep
+        return {row[0] for row in conn.execute(_KNOWN_UIDS, (json.dumps(given),))} if given else set()
 
     # -- retention ---------------------------------------------------------------------------------
 
@@ -689,11 +630,7 @@ class Store:
     ) -> str:
         """Add a block for agents to fetch (``actions_document``); returns its id. ``duration``: seconds, or never."""
         user_json, network = _target(action, user, ip)
-        if duration is not None:
-            if isinstance(duration, bool) or not isinstance(duration, (int, float)):
-                raise TypeError(f"duration must be a number of seconds, not {type(duration).__name__}")
-            if not (duration > 0 and math.isfinite(duration)):
-                raise ValueError(f"duration must be > 0 seconds, got {duration!r}")
+        check_duration(duration)
         action_id = uuid.uuid4().hex
         now = self._clock()
         expires_at = None if duration is None else now + duration
@@ -703,12 +640,7 @@ class Store:
                 "INSERT INTO actions (id, action, user, ip, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (action_id, action, user_json, network, expires_at, now),
             )
-            # Agents reject a whole document over their limits: refuse the action that would cross them.
-            entries = self._unexpired(conn, now)
-            if len(entries) > MAX_ACTIONS:
-                raise ValueError(f"too many block actions (at most {MAX_ACTIONS})")
-            if len(json.dumps(_document(entries))) > MAX_DOCUMENT_BYTES:
-                raise ValueError(f"the actions document would exceed {MAX_DOCUMENT_BYTES} bytes")
+            check_document(self._unexpired(conn, now))
         return action_id
 
     def remove_action(self, action_id: str) -> bool:
@@ -747,17 +679,113 @@ class Store:
             "SELECT id, action, user, ip, expires_at, created_at FROM actions"
             " WHERE expires_at IS NULL OR expires_at > ? ORDER BY created_at, rowid"
         )
-        out = []
-        for action_id, action, user, ip, expires_at, created_at in conn.execute(sql, (now,)):
-            entry: dict[str, Any] = {"id": action_id, "action": action}
-            if action == "block_user":
-                entry["user"] = json.loads(user)
-            else:
-                entry["ip"] = ip
-            entry["expires_at"] = expires_at
-            entry["created_at"] = created_at
-            out.append(entry)
-        return out
+        return [action_entry(row) for row in conn.execute(sql, (now,))]
+
+
+# -- rows and checks that do not depend on the database (store_pg.PgStore uses them too) ------------
+
+UID_COLUMN = 12  # in the rows of rows_of(): the event's log.record.uid, or None
+
+
+def rows_of(
+    events: Iterable[dict[str, Any]], received: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[int, str, str]]]:
+    """The ``events`` columns of decoded events (``time_ns`` to ``time_exact``, no id) and their users' identifiers.
+
+    Identifiers come as ``(row index, key, value)``; ``received``: nanoseconds, the time for events without one.
+    """
+    rows: list[tuple[Any, ...]] = []
+    users: list[tuple[int, str, str]] = []
+    last_resource: Any = None
+    resource_json = "{}"
+    for event in events:
+        attributes = event.get("attributes") or {}
+        user: dict[str, Any] = {}
+        for key, value in attributes.items():
+            if (
+                type(key) is str
+                and key.startswith(USER_PREFIX)
+                and not key.startswith(TRAITS_PREFIX)
+                and len(user) < MAX_IDENTIFIERS
+            ):
+                user[_text(key[12:]) or ""] = value  # capped keys stay distinct: they are dict keys
+        index = len(rows)
+        for key, value in user.items():
+            users.append((index, key, _text(value) or ""))
+        resource = event.get("resource") or {}
+        if resource is not last_resource and resource != last_resource:  # one resource per batch, usually
+            resource_json = _json(resource)
+        last_resource = resource
+        uid = attributes.get(UID_ATTRIBUTE)
+        time_ns = _ns(event.get("time_unix_nano")) or _ns(event.get("observed_time_unix_nano")) or received
+        rows.append(
+            (
+                _sql_ns(time_ns),
+                received,
+                _text(event.get("name") or attributes.get("event.name")) or "",
+                _json(user, _CANONICAL) if user else None,
+                _text(attributes.get("client.address")),
+                _text(attributes.get("url.path")),
+                _text(attributes.get("http.request.method")),
+                _text(event.get("trace_id")),
+                _text(event.get("span_id")),
+                _json(attributes),
+                resource_json,
+                _text(event.get("scope")),
+                _text(uid) if isinstance(uid, str) and uid else None,
+                str(time_ns) if time_ns > INT64_MAX else None,
+            )
+        )
+    return rows, users
+
+
+def only_new(
+    rows: list[tuple[Any, ...]], users: list[tuple[int, str, str]], known: set[str]
+) -> tuple[list[tuple[Any, ...]], list[tuple[int, str, str]]]:
+    """The rows to insert: the first of each uid not in ``known`` (and every row without one), renumbered."""
+    uids = [row[UID_COLUMN] for row in rows]
+    given = [uid for uid in uids if uid is not None]
+    if not known and len(set(given)) == len(given):
+        return rows, users
+    keep, seen = [], set(known)
+    for index, uid in enumerate(uids):
+        if uid is None:
+            keep.append(index)
+        elif uid not in seen:
+            seen.add(uid)
+            keep.append(index)
+    renumber = {old: new for new, old in enumerate(keep)}  # the others numbered without gaps
+    return [rows[i] for i in keep], [(renumber[i], key, value) for i, key, value in users if i in renumber]
+
+
+def check_duration(duration: Any) -> None:
+    """A block's duration: a number of seconds > 0, or None for never."""
+    if duration is not None:
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+            raise TypeError(f"duration must be a number of seconds, not {type(duration).__name__}")
+        if not (duration > 0 and math.isfinite(duration)):
+            raise ValueError(f"duration must be > 0 seconds, got {duration!r}")
+
+
+def check_document(entries: list[dict[str, Any]]) -> None:
+    """Agents reject a whole document over their limits: refuse the action that would cross them."""
+    if len(entries) > MAX_ACTIONS:
+        raise ValueError(f"too many block actions (at most {MAX_ACTIONS})")
+    if len(json.dumps(_document(entries))) > MAX_DOCUMENT_BYTES:
+        raise ValueError(f"the actions document would exceed {MAX_DOCUMENT_BYTES} bytes")
+
+
+def action_entry(row: tuple[Any, ...]) -> dict[str, Any]:
+    """An ``actions`` row ``(id, action, user, ip, expires_at, created_at)`` as ``actions()`` lists it."""
+    action_id, action, user, ip, expires_at, created_at = row
+    entry: dict[str, Any] = {"id": action_id, "action": action}
+    if action == "block_user":
+        entry["user"] = json.loads(user)
+    else:
+        entry["ip"] = ip
+    entry["expires_at"] = expires_at
+    entry["created_at"] = created_at
+    return entry
 
 
 # -- SQL pieces (constant text only) ---------------------------------------------------------------

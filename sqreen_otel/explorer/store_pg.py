@@ -34,19 +34,14 @@ from typing import Any, Literal
 
 import psycopg
 
-from ..blocking import MAX_IDENTIFIERS
-from . import store as limits  # the block list's limits, read at call time: one place sets them
 from .store import (
-    _CANONICAL,
     INT64_MAX,
     MAX_BUCKETS,
     MAX_FILTER_LENGTH,
     PROPERTIES_PREFIX,
     PRUNE_EVERY_ROWS,
     PRUNE_EVERY_SECONDS,
-    TRAITS_PREFIX,
-    UID_ATTRIBUTE,
-    USER_PREFIX,
+    UID_COLUMN,
     Clock,
     Event,
     Filters,
@@ -57,14 +52,18 @@ from .store import (
     _id,
     _json,
     _limit,
-    _ns,
     _short,
     _sql_ns,
     _target,
-    _text,
+    action_entry,
+    check_document,
+    check_duration,
+    only_new,
+    rows_of,
 )
 
 NO_FILTER = Filters()
+ATTRIBUTES_COLUMN = 9  # in the rows of store.rows_of()
 _ACTIONS_LOCK = 0x5351_0001  # pg_advisory_xact_lock keys of this schema's users
 _MIGRATIONS_LOCK = 0x5351_0002
 
@@ -228,33 +227,22 @@ class PgStore:
 
     def add(self, events: Iterable[dict[str, Any]]) -> int:
         """Store decoded events in one transaction; returns how many were new (known ``log.record.uid``: skipped)."""
-        rows: list[list[Any]] = []
-        users: list[tuple[int, str, str]] = []
-        received = int(self._clock() * 1e9)
-        resources: dict[int, tuple[Any, str]] = {}  # one resource per batch, usually: its JSON once
-        for event in events:
-            resource = event.get("resource") or {}
-            cached = resources.get(id(resource))
-            if cached is None or cached[0] is not resource:
-                cached = resources[id(resource)] = (resource, _json(resource))
-            rows.append(_row(event, received, len(rows), users, cached[1]))
+        rows, users = rows_of(events, int(self._clock() * 1e9))
         if not rows:
             return 0
         with self._tx() as conn:
             # The counter row is the replicas' insert lock: ids in commit order, uids checked against committed rows.
             last = _one(conn.execute("SELECT last_id FROM event_ids FOR UPDATE").fetchone())
-            keep = _new(conn, [row[12] for row in rows])
-            if keep is not None:
-                renumber = {old: new for new, old in enumerate(keep)}
-                rows = [rows[i] for i in keep]
-                users = [(renumber[i], key, value) for i, key, value in users if i in renumber]
+            uids = [row[UID_COLUMN] for row in rows if row[UID_COLUMN] is not None]
+            known = {row[0] for row in conn.execute("SELECT uid FROM events WHERE uid = ANY(%s)", (uids,))}
+            rows, users = only_new(rows, users, known if uids else set())
             if not rows:
                 return 0
             start = last + 1
             with conn.cursor() as cur:
                 with cur.copy(_COPY_EVENTS) as copy:
                     for i, row in enumerate(rows):
-                        copy.write_row((start + i, *row))
+                        copy.write_row((start + i, *row, _queryable(row[ATTRIBUTES_COLUMN])))
                 if users:
                     with cur.copy(_COPY_USERS) as copy:
                         for i, key, value in users:
@@ -401,11 +389,7 @@ class PgStore:
     ) -> str:
         """Add a block for agents to fetch (``actions_document``); returns its id. ``duration``: seconds, or never."""
         user_json, network = _target(action, user, ip)
-        if duration is not None:
-            if isinstance(duration, bool) or not isinstance(duration, (int, float)):
-                raise TypeError(f"duration must be a number of seconds, not {type(duration).__name__}")
-            if not (duration > 0 and math.isfinite(duration)):
-                raise ValueError(f"duration must be > 0 seconds, got {duration!r}")
+        check_duration(duration)
         action_id = uuid.uuid4().hex
         now = self._clock()
         expires_at = None if duration is None else now + duration
@@ -416,11 +400,7 @@ class PgStore:
                 'INSERT INTO actions (id, action, "user", ip, expires_at, created_at) VALUES (%s, %s, %s, %s, %s, %s)',
                 (action_id, action, user_json, network, expires_at, now),
             )
-            entries = _unexpired(conn, now)  # agents reject a whole document over their limits
-            if len(entries) > limits.MAX_ACTIONS:
-                raise ValueError(f"too many block actions (at most {limits.MAX_ACTIONS})")
-            if len(json.dumps(_document(entries))) > limits.MAX_DOCUMENT_BYTES:
-                raise ValueError(f"the actions document would exceed {limits.MAX_DOCUMENT_BYTES} bytes")
+            check_document(_unexpired(conn, now))
         return action_id
 
     def remove_action(self, action_id: str) -> bool:
@@ -459,44 +439,6 @@ class PgStore:
 # -- rows and SQL pieces (constant text only) ------------------------------------------------------
 
 
-def _row(
-    event: dict[str, Any], received: int, index: int, users: list[tuple[int, str, str]], resource_json: str
-) -> list[Any]:
-    """The ``events`` columns of one decoded event (after the id); its user identifiers go to ``users``."""
-    attributes = event.get("attributes") or {}
-    user: dict[str, Any] = {}
-    for key, value in attributes.items():
-        if (
-            type(key) is str
-            and key.startswith(USER_PREFIX)
-            and not key.startswith(TRAITS_PREFIX)
-            and len(user) < MAX_IDENTIFIERS
-        ):
-            user[_text(key[len(USER_PREFIX) :]) or ""] = value
-    for key, value in user.items():
-        users.append((index, key, _text(value) or ""))
-    uid = attributes.get(UID_ATTRIBUTE)
-    time_ns = _ns(event.get("time_unix_nano")) or _ns(event.get("observed_time_unix_nano")) or received
-    attributes_json = _json(attributes)
-    return [
-        _sql_ns(time_ns),
-        received,
-        _text(event.get("name") or attributes.get("event.name")) or "",
-        _json(user, _CANONICAL) if user else None,
-        _text(attributes.get("client.address")),
-        _text(attributes.get("url.path")),
-        _text(attributes.get("http.request.method")),
-        _text(event.get("trace_id")),
-        _text(event.get("span_id")),
-        attributes_json,
-        resource_json,
-        _text(event.get("scope")),
-        _text(uid) if isinstance(uid, str) and uid else None,
-        str(time_ns) if time_ns > INT64_MAX else None,
-        _queryable(attributes_json),
-    ]
-
-
 def _queryable(attributes_json: str) -> str | None:
     """The attributes' JSON as PostgreSQL's json reads it (lone surrogates as U+FFFD), or None when it already does."""
     if not _SURROGATE_ESCAPE.search(attributes_json):  # surrogates only ever appear escaped: the text is ASCII
@@ -530,40 +472,12 @@ def _shown(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def _new(conn: psycopg.Connection[Any], uids: list[str | None]) -> list[int] | None:
-    """Indexes of the events to insert (first of each uid not yet stored), or ``None`` for all of them."""
-    given = [uid for uid in uids if uid is not None]
-    if not given:
-        return None
-    seen = {row[0] for row in conn.execute("SELECT uid FROM events WHERE uid = ANY(%s)", (given,))}
-    if not seen and len(set(given)) == len(given):
-        return None
-    keep = []
-    for index, uid in enumerate(uids):
-        if uid is None:
-            keep.append(index)
-        elif uid not in seen:
-            seen.add(uid)
-            keep.append(index)
-    return keep
-
-
 def _unexpired(conn: psycopg.Connection[Any], now: float) -> list[dict[str, Any]]:
     sql = (
         'SELECT id, action, "user", ip, expires_at, created_at FROM actions'
         " WHERE expires_at IS NULL OR expires_at > %s ORDER BY created_at, n"
     )
-    out = []
-    for action_id, action, user, ip, expires_at, created_at in conn.execute(sql, (now,)):
-        entry: dict[str, Any] = {"id": action_id, "action": action}
-        if action == "block_user":
-            entry["user"] = json.loads(user)
-        else:
-            entry["ip"] = ip
-        entry["expires_at"] = expires_at
-        entry["created_at"] = created_at
-        out.append(entry)
-    return out
+    return [action_entry(row) for row in conn.execute(sql, (now,))]
 
 
 def _where(filters: Filters) -> tuple[list[str], list[Any]]:
