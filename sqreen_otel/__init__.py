@@ -14,9 +14,9 @@ import logging as _logging
 from .blocking import UserBlocked, UserRedirected, block_list
 from .context import RequestContext, register_request_adapter
 from .exporter import OTLPEventExporter
+from .integrations import install_adapters as _install_adapters
 from .pipeline import Pipeline, configure, flush, shutdown, stats
 from .processor import EventBatchProcessor
-from .request import install_adapters as _install_adapters
 from .scrub import Scrubber
 from .track import auth_track, identify, signup_track, track
 

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import django
@@ -26,21 +27,19 @@ from starlette.testclient import TestClient
 from werkzeug.test import EnvironBuilder
 
 from sqreen_otel import context
+from sqreen_otel import request as request_module
 from sqreen_otel.clientip import parse_networks
+from sqreen_otel.integrations import adapt, install_adapters
+from sqreen_otel.integrations.asgi import ASGIBody, from_asgi
+from sqreen_otel.integrations.django import from_django
+from sqreen_otel.integrations.wsgi import _ReplayInput, from_wsgi
 from sqreen_otel.request import (
     MAX_HEADER_VALUE,
     MAX_HEADERS,
     MAX_PARAM_NAME,
     MAX_PARAMS,
     MULTIPART,
-    ASGIBody,
     HTTPRequest,
-    _ReplayInput,
-    adapt,
-    from_asgi,
-    from_django,
-    from_wsgi,
-    install_adapters,
 )
 from sqreen_otel.values import TRUNCATED
 
@@ -795,11 +794,44 @@ def test_django_sees_our_replay_under_it() -> None:
 
 def test_frameworks_are_not_imported_by_our_modules() -> None:
     code = (
-        "import sys, sqreen_otel.request, sqreen_otel.spans; "
+        "import sys, sqreen_otel.request, sqreen_otel.spans, sqreen_otel.integrations.hooks, "
+        "sqreen_otel.integrations.wsgi, sqreen_otel.integrations.asgi, sqreen_otel.integrations.flask; "
+        "sqreen_otel.track('x', {'request': {'REQUEST_METHOD': 'GET', 'wsgi.input': None}}); "
         "print(sorted(m for m in ('flask', 'werkzeug', 'django', 'starlette', 'fastapi') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_request_module_is_framework_neutral_and_the_moved_readers_still_import_from_it() -> None:
+    # The readers live in the integration of their framework (as sentry-python's integrations/ do)...
+    assert from_wsgi.__module__ == "sqreen_otel.integrations.wsgi"
+    assert (from_asgi.__module__, ASGIBody.__module__) == ("sqreen_otel.integrations.asgi",) * 2
+    assert from_django.__module__ == "sqreen_otel.integrations.django"
+    assert adapt.__module__ == "sqreen_otel.integrations"
+    source = Path(request_module.__file__ or "").read_text()
+    for reader in ("def from_", "class ASGIBody", "class _ReplayInput", "def adapt", "environ.get", "scope.get"):
+        assert reader not in source, reader
+    # ...and the old names still work for code that imported them from sqreen_otel.request.
+    from sqreen_otel.integrations.asgi import from_starlette
+    from sqreen_otel.integrations.flask import from_werkzeug
+    from sqreen_otel.request import ASGIBody as OldASGIBody
+    from sqreen_otel.request import adapt as old_adapt
+    from sqreen_otel.request import from_django as old_from_django
+    from sqreen_otel.request import from_starlette as old_from_starlette
+    from sqreen_otel.request import from_werkzeug as old_from_werkzeug
+    from sqreen_otel.request import from_wsgi as old_from_wsgi
+
+    assert (old_from_wsgi, old_from_werkzeug, old_from_django, old_from_starlette, OldASGIBody, old_adapt) == (
+        from_wsgi,
+        from_werkzeug,
+        from_django,
+        from_starlette,
+        ASGIBody,
+        adapt,
+    )
+    with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
+        request_module.nothing  # noqa: B018
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,5 @@
-"""Django: add ``"sqreen_otel.integrations.django.SqreenMiddleware"`` to ``MIDDLEWARE``.
+"""Django: add ``"sqreen_otel.integrations.django.SqreenMiddleware"`` to ``MIDDLEWARE``; ``from_django``
+reads a Django ``HttpRequest``.
 
 Put it after OpenTelemetry's middleware (if any). Call ``identify()`` from views (or view decorators):
 Django turns an exception raised in a middleware into a 500 before this one sees it, so only a
@@ -7,17 +8,19 @@ Django turns an exception raised in a middleware into a 500 before this one sees
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
 from ..blocking import UserBlocked
+from ..clientip import IPNetwork
 from ..context import request_scope
-from ..request import from_django
+from ..request import DEFAULT_MAX_BODY_SIZE, MAX_QUERY, BodySource, HTTPRequest, _fixed
 from ..track import refuse_ip
 from . import request_options
 from ._forbidden import refusal
+from .wsgi import _environ_headers, _ReplayInput, _wsgi_text
 
 
 def _forbidden(request: HttpRequest, reason: str, action_id: str, url: str | None = None) -> HttpResponse:
@@ -67,3 +70,45 @@ class SqreenMiddleware:
         if isinstance(exception, UserBlocked):
             return _forbidden(request, "This account is blocked", exception.action_id, exception.redirect_url)
         return None
+
+
+def from_django(
+    request: Any,
+    *,
+    ip_header: str | None = None,
+    trusted_proxies: Sequence[IPNetwork] | None = None,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+) -> HTTPRequest:
+    """A Django ``HttpRequest``: the body only if Django already read it, or our WSGI replay sits under it."""
+    meta = request.META
+    source: BodySource | None = None
+    if isinstance(getattr(request, "__dict__", {}).get("_body"), bytes):
+        source = _fixed(request._body)
+    elif isinstance(meta.get("wsgi.input"), _ReplayInput):  # Django's own stream wraps ours
+        source = meta["wsgi.input"].snapshot
+    else:  # a middleware runs before the view reads the body: look again when an event asks
+        source = _django_read_later(request)
+    headers = getattr(request, "headers", None)
+    return HTTPRequest(
+        method=str(request.method or ""),
+        path=str(request.path or ""),
+        query_string=_wsgi_text(meta.get("QUERY_STRING", "")[:MAX_QUERY]),
+        headers=((str(k), str(v)) for k, v in headers.items()) if headers is not None else _environ_headers(meta),
+        peer=meta.get("REMOTE_ADDR"),
+        body=source,
+        ip_header=ip_header,
+        trusted_proxies=trusted_proxies,
+        max_body_size=max_body_size,
+    )
+
+
+def _django_read_later(request: Any) -> BodySource:
+    """Django's body once the app has read it (``request.body``, ``request.POST``); nothing until then."""
+
+    def source(limit: int) -> tuple[bytes, bool, bool]:
+        data = getattr(request, "__dict__", {}).get("_body")
+        if isinstance(data, bytes):
+            return data[:limit], len(data) > limit, True
+        return b"", False, False  # not final: asked again later
+
+    return source

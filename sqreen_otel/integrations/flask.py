@@ -1,12 +1,16 @@
-"""Flask: ``Sqreen(app)`` or ``sqreen = Sqreen(); sqreen.init_app(app)``."""
+"""Flask: ``Sqreen(app)`` or ``sqreen = Sqreen(); sqreen.init_app(app)``; ``from_werkzeug`` reads a
+Werkzeug/Flask request."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..blocking import UserBlocked
+from ..clientip import IPNetwork
+from ..request import DEFAULT_MAX_BODY_SIZE, HTTPRequest
 from ._forbidden import refusal
-from .wsgi import SqreenWSGIMiddleware
+from .wsgi import SqreenWSGIMiddleware, _from_wsgi
 
 EXTENSION = "sqreen_otel"
 
@@ -36,3 +40,16 @@ def _user_blocked(exc: UserBlocked) -> Any:
     reason = "This account is blocked"
     status, headers, body = refusal(request.headers.get("Accept"), reason, exc.action_id, exc.redirect_url)
     return body, status, headers
+
+
+def from_werkzeug(
+    request: Any,
+    *,
+    ip_header: str | None = None,
+    trusted_proxies: Sequence[IPNetwork] | None = None,
+    max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+) -> HTTPRequest:
+    """A Werkzeug/Flask ``Request``, at any time: the body when it is still unread or Werkzeug cached it."""
+    return _from_wsgi(
+        request.environ, ip_header, trusted_proxies, max_body_size, install=False, werkzeug_request=request
+    )

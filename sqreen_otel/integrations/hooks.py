@@ -17,8 +17,9 @@ from typing import Any
 from opentelemetry.trace import Span
 
 from ..context import RequestContext, set_request, set_user
-from ..request import from_asgi, from_django, from_wsgi
 from . import request_options
+from .asgi import from_asgi
+from .wsgi import from_wsgi
 
 
 class SpanBoundRequest:
@@ -58,5 +59,7 @@ def asgi_server_request_hook(span: Span, scope: dict[str, Any]) -> None:
 
 def django_request_hook(span: Span, request: Any) -> None:
     """For ``DjangoInstrumentor``: ``request_hook``."""
+    from .django import from_django  # imports Django, which the other hooks' apps may not have
+
     set_user(None)
     set_request(SpanBoundRequest(from_django(request, **request_options()), span))
