@@ -19,6 +19,7 @@ import contextlib
 import os
 import queue
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -125,6 +126,7 @@ def send_all(urls: list[str], bodies: list[bytes]) -> float:
     for index, body in enumerate(bodies):
         work.put((index, body))
     failures: list[str] = []
+    resent: list[int] = []
 
     def sender() -> None:
         session = requests.Session()
@@ -136,7 +138,11 @@ def send_all(urls: list[str], bodies: list[bytes]) -> float:
                 return
             target = urls[index % len(urls)] + "/v1/logs"  # round robin, as a load balancer would
             for _ in range(100):
-                answer = session.post(target, data=body, headers=HEADERS, timeout=60)
+                try:
+                    answer = session.post(target, data=body, headers=HEADERS, timeout=60)
+                except requests.ConnectionError:  # a closed keep-alive connection: send again (uids dedupe)
+                    resent.append(index)
+                    continue
                 if answer.status_code == 200:
                     break
                 if answer.status_code != 503:
@@ -151,6 +157,8 @@ def send_all(urls: list[str], bodies: list[bytes]) -> float:
     for thread in threads:
         thread.join()
     elapsed = time.perf_counter() - start
+    if resent:
+        print(f"  ({len(resent)} request(s) sent again after a closed connection)", file=sys.stderr)
     if failures:
         raise RuntimeError(f"ingest failed: {failures[0]}")
     return elapsed
@@ -181,6 +189,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10,000 events, one round")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stop still shuts down serve and PostgreSQL
     events, rounds = (10_000, 1) if args.quick else (60_000, 3)
     setups = ("sqlite", "postgres", "postgres x2")
     results: dict[str, list[float]] = {setup: [] for setup in setups}
