@@ -184,7 +184,7 @@ def playbooks_page(live: Live | None, stats: Mapping[str, Mapping[str, Any]], cs
     problem = ""
     if status["last_error"]:
         problem = (
-            f'<p class="flash problem">The file changed but was rejected; the last good set stays in force: '
+            f'<p class="empty problem">The file changed but was rejected; the last good set stays in force: '
             f"<code>{_e(status['last_error'])}</code></p>"
         )
     loaded = _epoch(status["loaded_at"], now) if status["loaded_at"] else ui._NONE
@@ -290,7 +290,7 @@ def backtest_page(csrf: str, *, since: str = "7d", text: str = "", report: Repor
         form += '<p class="muted">No playbook file is in force: paste one to backtest it.</p>'
     out = [f"<h1>Backtest</h1>{form}"]
     if error:
-        out.append(f'<p class="flash problem">{_e(error)}</p>')
+        out.append(f'<p class="empty problem">{_e(error)}</p>')
     if report is not None:
         out.append(_report(report))
     return _page("Backtest", "playbooks", "".join(out))
