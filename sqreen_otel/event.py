@@ -64,13 +64,17 @@ def request_attributes(
         return {}
     attributes = scrub_attributes(request.attributes(), scrubber, max_len)
     if collect_body:
-        body = request.body()
-        if isinstance(body, str):  # kept as text (cut, or not valid JSON): its keys were never judged
-            cut = body.endswith(TRUNCATED)
-            body = scrubber.redact_pairs(body[: -len(TRUNCATED)] if cut else body) + (TRUNCATED if cut else "")
-        if body is not None:
-            attributes[BODY] = clean(body, scrubber, max_len)
+        attributes.update(body_attribute(request, scrubber, max_len))
     return attributes
+
+
+def body_attribute(request: RequestContext, scrubber: Scrubber, max_len: int) -> dict[str, Any]:
+    """``{sqreen.request.body: the body, scrubbed}``, or nothing when there is no body."""
+    body = request.body()
+    if isinstance(body, str):  # kept as text (cut, or not valid JSON): its keys were never judged
+        cut = body.endswith(TRUNCATED)
+        body = scrubber.redact_pairs(body[: -len(TRUNCATED)] if cut else body) + (TRUNCATED if cut else "")
+    return {} if body is None else {BODY: clean(body, scrubber, max_len)}
 
 
 @functools.lru_cache(maxsize=4096)

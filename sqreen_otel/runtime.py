@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import _logs
 
@@ -23,6 +23,12 @@ if TYPE_CHECKING:
 LOGGER_NAME = "sqreen_otel"
 
 
+class DirectSink(Protocol):
+    def direct(self, logger: Any) -> tuple[Any, tuple[Any, Any]] | None:
+        """``(processor, (resource, scope))`` when that processor alone would see ``logger``'s records."""
+        ...
+
+
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings = field(default_factory=Settings)
@@ -31,6 +37,8 @@ class Runtime:
     configured: bool = False
     trusted_proxies: tuple[IPNetwork, ...] | None = None  # None: believe forwarding headers (default rule)
     actions_file: ActionsFile | None = None
+    # configure()'s processor slot on the provider: track() asks it for the fast path (``pipeline._Slot.direct``).
+    slot: DirectSink | None = None
 
     @property
     def disabled(self) -> bool:

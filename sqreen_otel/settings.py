@@ -117,6 +117,13 @@ def _parse_compression(name: str, raw: Any) -> str:
     return value
 
 
+def _parse_span_event_attributes(name: str, raw: Any) -> str:
+    value = str(raw).strip().lower()
+    if value not in ("slim", "full"):
+        raise ValueError(f"{name} must be 'slim' or 'full', got {raw!r}")
+    return value
+
+
 def _parse_mask(name: str, raw: Any) -> str:
     return _parse_optional_str(name, raw) or ""
 
@@ -162,6 +169,8 @@ class Settings:
     shutdown_timeout: float = _spec(5.0, _FLOAT, _non_negative)
     # Values and scrubbing.
     max_value_length: int = _spec(4096, _INT, _positive)
+    # Span events: "slim" (name, log.record.uid, user identifiers, client.address) or "full" (every attribute).
+    span_event_attributes: str = _spec("slim", _parse_span_event_attributes)
     scrub: bool = _spec(True, _parse_bool)
     scrub_keys: tuple[str, ...] = _spec((), _parse_str_list)
     scrub_replace_keys: tuple[str, ...] | None = _spec(None, _parse_optional_str_list)

@@ -193,7 +193,9 @@ def server_span(current: Span | None = None) -> Span | None:
     if _is_local_root(span) and span.is_recording():
         return span
     processor = ensure_registered()
-    return processor.root_of(context) if processor is not None else None
+    if processor is None or not len(processor):  # no request running here: no lock, no lookup
+        return None
+    return processor.root_of(context)
 
 
 class SpanRequest:
