@@ -21,11 +21,12 @@ from email.utils import parsedate_to_datetime
 
 import requests
 from google.protobuf.message import DecodeError
-from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
+from . import encoding
+from .draft import EventDraft
 from .settings import parse_headers
 from .suppress import instrumentation_suppressed
 
@@ -99,6 +100,8 @@ def parse_retry_after(value: str | None) -> float | None:
 class OTLPEventExporter(LogRecordExporter):
     """POST batches of log records as OTLP protobuf to ``endpoint`` over a keep-alive session."""
 
+    accepts_drafts = True  # EventBatchProcessor hands it track()'s drafts as they are
+
     def __init__(
         self,
         endpoint: str | None = None,
@@ -149,12 +152,12 @@ class OTLPEventExporter(LogRecordExporter):
         self._session = self._new_session()
         self._lock = threading.Lock()
 
-    def send(self, batch: Sequence[ReadableLogRecord]) -> Outcome:
+    def send(self, batch: Sequence[ReadableLogRecord | EventDraft]) -> Outcome:
         """Export one batch; never raises."""
         if self._closed:
             return Outcome(Status.PERMANENT, error="exporter is shut down")
         try:
-            body = encode_logs(batch).SerializeToString()
+            body = encoding.encode(batch)
             if self.compression == "gzip":
                 body = gzip.compress(body, compresslevel=6)
         except Exception as exc:  # a record the encoder cannot carry: no retry will help

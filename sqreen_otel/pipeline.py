@@ -39,6 +39,21 @@ class _Slot(LogRecordProcessor):
 
     def __init__(self) -> None:
         self.target: EventBatchProcessor | None = None
+        self._multi = getattr(provider, "_multi_log_record_processor", None)
+
+    def direct(self, logger: Any) -> tuple[EventBatchProcessor, tuple[Any, Any]] | None:
+        """Our processor and ``logger``'s (resource, scope), when no other processor would see its records.
+
+        Then ``track()`` hands the processor a draft and skips the SDK log record only we would read;
+        once the application adds a processor of its own, every record goes through the SDK again.
+        """
+        target = self.target
+        if target is None or getattr(self._multi, "_log_record_processors", None) != (self,):
+            return None
+        is_enabled = getattr(logger, "_is_enabled", None)  # an SDK logger of this provider, not disabled
+        if is_enabled is None or not is_enabled():
+            return None
+        return target, (logger._resource, logger._instrumentation_scope)
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         # Only our events: the application's own logs on the same provider are not security events.
@@ -100,12 +115,13 @@ def configure(**settings: Any) -> Pipeline:
             processor = _processor(resolved, rt.scrubber)
             slot = _slots.get(provider)
             if slot is None:
-                slot = _slots[provider] = _Slot()
+                slot = _slots[provider] = _Slot(provider)
                 provider.add_log_record_processor(slot)
             slot.target = processor
             from . import __version__
 
-            runtime.install(dataclasses.replace(rt, logger=provider.get_logger(runtime.LOGGER_NAME, __version__)))
+            our_logger = provider.get_logger(runtime.LOGGER_NAME, __version__)
+            runtime.install(dataclasses.replace(rt, logger=our_logger, slot=slot))
             spans.ensure_registered()
             _current = Pipeline(resolved, provider, processor, _poller(resolved))
     if previous is not None:

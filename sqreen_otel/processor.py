@@ -26,6 +26,7 @@ from opentelemetry.sdk._logs import LogRecordProcessor, ReadableLogRecord, ReadW
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.resources import Resource
 
+from .draft import EventDraft
 from .event import scrub_attributes
 from .exporter import Outcome, Status, backoff
 from .scrub import Scrubber
@@ -36,7 +37,7 @@ logger = logging.getLogger("sqreen_otel")
 DROP_REASONS = ("queue_full", "expired", "rejected", "shutdown")
 _EMPTY_RESOURCE = Resource.get_empty()
 MAX_FIRST_SEEN_NAMES = 1024  # past this many names (dynamic names?), new ones wait for the heartbeat
-_Queued = tuple[float, ReadableLogRecord]  # (monotonic time it was queued, record)
+_Queued = tuple[float, "ReadableLogRecord | EventDraft"]  # (monotonic time it was queued, record or draft)
 
 
 @dataclass
@@ -127,14 +128,21 @@ class EventBatchProcessor(LogRecordProcessor):
             instrumentation_scope=log_record.instrumentation_scope,
             limits=log_record.limits,
         )
-        name = log_record.log_record.event_name or ""
+        self._enqueue(log_record.log_record.event_name or "", readable)
+
+    def enqueue(self, draft: EventDraft) -> None:
+        """``track()``'s fast path when this processor alone would see the record (see ``pipeline``):
+        the draft is built, scrubbed and encoded in the export thread."""
+        self._enqueue(draft.name, draft)
+
+    def _enqueue(self, name: str, item: ReadableLogRecord | EventDraft) -> None:
         with self._lock:
             if self._closed:
                 self._counters.tracked += 1
                 self._counters.dropped["shutdown"] += 1
                 return
             self._counters.tracked += 1
-            self._queue.append((time.monotonic(), readable))
+            self._queue.append((time.monotonic(), item))
             if len(self._queue) + self._inflight > self.max_queue_size:
                 self._queue.popleft()
                 self._counters.dropped["queue_full"] += 1
@@ -276,7 +284,7 @@ class EventBatchProcessor(LogRecordProcessor):
 
     def _deliver(self, batch: list[_Queued]) -> list[_Queued]:
         """Export ``batch``, splitting it on 413; returns what must be retried later."""
-        outcome = self._send([self._scrub(record) for _, record in batch])
+        outcome = self._send([self._prepare(item) for _, item in batch])
         if outcome.status is Status.TOO_LARGE and len(batch) > 1:
             half = len(batch) // 2
             retry = self._deliver(batch[:half])
@@ -308,18 +316,24 @@ class EventBatchProcessor(LogRecordProcessor):
         logger.error("event export rejected for good, %d event(s) dropped: %s", len(batch), outcome.error)
         return []
 
-    def _send(self, batch: Sequence[ReadableLogRecord]) -> Outcome:
+    def _send(self, batch: Sequence[ReadableLogRecord | EventDraft]) -> Outcome:
         send = getattr(self.exporter, "send", None)
         try:
             if send is not None:
                 return send(batch)
-            result = self.exporter.export(batch)
+            result = self.exporter.export(batch)  # type: ignore[arg-type]  # drafts only reach ours
         except Exception as exc:  # an exporter bug is a failed export, not a crash
             logger.exception("exporter raised")
             return Outcome(Status.RETRY, error=f"exporter raised {exc!r}")
         if result is LogRecordExportResult.SUCCESS:
             return Outcome(Status.SUCCESS)
         return Outcome(Status.RETRY, error="exporter returned FAILURE")
+
+    def _prepare(self, item: ReadableLogRecord | EventDraft) -> ReadableLogRecord | EventDraft:
+        """What the exporter gets: drafts as they are when it encodes them itself (ours), else SDK records."""
+        if isinstance(item, EventDraft):
+            return item if getattr(self.exporter, "accepts_drafts", False) else item.to_readable()
+        return self._scrub(item)
 
     def _scrub(self, record: ReadableLogRecord) -> ReadableLogRecord:
         """Scrub records of any origin at export time; already-scrubbed values come out the same."""

@@ -11,15 +11,22 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.sdk.trace import Event as SDKEvent
+from opentelemetry.sdk.trace import Span as SDKSpan
 
 from . import blocking, context, runtime, spans
 from .blocking import BlockEntry, UserBlocked, UserRedirected
-from .event import PROPERTIES, TRAITS, identifier_attributes, request_attributes, scrubbed, span_attributes
-from .values import UnconvertibleValue
+from .draft import EventDraft
+from .event import body_attribute, identifier_attributes, scrub_attributes, span_attributes
+from .ids import UID
+from .scrub import Scrubber
+from .values import UnconvertibleValue, clean
 
 logger = logging.getLogger("sqreen_otel")
 
@@ -33,6 +40,7 @@ BLOCK_IP_EVENT = "sq.action.block_ip"
 ACTION_EVENT_PREFIX = "sq.action."
 ACTION_ID = blocking.ACTION_ID
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 _failures = 0
 _failures_lock = threading.Lock()
 
@@ -129,29 +137,47 @@ def _record(
     if rt.disabled:
         return True
     try:
+        # On the application's thread: validate, copy, capture the context; the draft is built later.
         scrubber, max_len = rt.scrubber, rt.settings.max_value_length
-        attributes = _properties(name, properties, scrubber, max_len)
-        if user is not None:
-            attributes.update(identifier_attributes(user.identifiers, scrubber, max_len))
+        captured = _capture(name, properties, scrubber, max_len)
+        if user is not None and user.traits:
             # Traits like properties: one that cannot be converted is dropped, not the event.
-            attributes.update(_properties(name, user.traits, scrubber, max_len, TRAITS))
+            user = context.User(user.identifiers, _capture(name, user.traits, scrubber, max_len), user.span)
         span = trace.get_current_span()
         if request is None:
             request = _current_request(span)
-        attributes.update(request_attributes(request, collect_body, scrubber, max_len))
-        if extra:
-            attributes.update(extra)
+        request_attrs = None if request is None else _request_attributes(request, collect_body, scrubber, max_len)
         now = time.time_ns()
-        rt.logger.emit(
-            event_name=name,
-            timestamp=now if timestamp is None else timestamp,
-            observed_timestamp=now,
-            severity_number=SeverityNumber.INFO,
-            severity_text="INFO",
-            attributes=attributes,
-        )
+        span_context = span.get_span_context()
+        draft = EventDraft(
+            name, now if timestamp is None else timestamp, now, captured, user, request_attrs, extra, scrubber,
+            max_len, span_context.trace_id, span_context.span_id, int(span_context.trace_flags),
+        )  # fmt: skip
+        slot = rt.slot
+        direct = None if slot is None else slot.direct(rt.logger)
+        if direct is not None:  # our processor alone would see the record: hand it the draft
+            processor, draft.origin = direct
+            processor.enqueue(draft)
+        else:  # other processors on the provider: a proper SDK log record for each of them
+            rt.logger.emit(
+                event_name=name,
+                timestamp=draft.timestamp,
+                observed_timestamp=now,
+                severity_number=SeverityNumber.INFO,
+                severity_text="INFO",
+                attributes=draft.attributes(),
+            )
         if span.is_recording():
-            span.add_event(name, span_attributes(attributes), now)
+            if rt.settings.span_event_attributes == "full":
+                span.add_event(name, span_attributes(draft.attributes()), now)
+            else:  # who, from where, and the id that joins the log record, which has everything
+                slim: dict[str, Any] = {} if draft.uid is None else {UID: draft.uid}
+                if user is not None:
+                    slim.update(identifier_attributes(user.identifiers, scrubber, max_len))
+                address = None if request_attrs is None else request_attrs.get("client.address")
+                if address is not None:
+                    slim["client.address"] = address
+                _span_event(span, name, slim, now)
     except Exception:  # runtime trouble must never reach the application
         global _failures
         with _failures_lock:
@@ -159,6 +185,24 @@ def _record(
         logger.exception("sqreen_otel could not record event %r", name)
         return False
     return True
+
+
+def _span_event(span: trace.Span, name: str, attributes: dict[str, Any], now: int) -> None:
+    """``span.add_event(name, attributes, now)`` for our few plain values, without the SDK re-validating them.
+
+    On an SDK span without a value-length limit, the event goes straight to the span's ``_add_event``
+    with a read-only mapping: a third of the public call's cost. Any other span gets the public call.
+    """
+    limits = getattr(span, "_limits", None)
+    if (
+        isinstance(span, SDKSpan)
+        and limits is not None
+        and limits.max_attribute_length is None
+        and (limits.max_event_attributes is None or limits.max_event_attributes >= len(attributes))
+    ):
+        span._add_event(SDKEvent(name, MappingProxyType(attributes), now))
+    else:
+        span.add_event(name, attributes, now)
 
 
 def _parse_options(
@@ -211,20 +255,44 @@ def _current_request(span: trace.Span) -> context.RequestContext | None:
     return spans.request_from_span(span, trusted_proxies=rt.trusted_proxies, ip_header=rt.settings.ip_header)
 
 
-def _properties(
-    name: str, properties: Mapping[str, Any], scrubber: Any, max_len: int, prefix: str = PROPERTIES
-) -> dict[str, Any]:
-    try:
-        return scrubbed(prefix, properties, scrubber, max_len)
-    except UnconvertibleValue:
-        pass
-    # Rare: one value cannot even be turned into text. Drop just that one, with a warning.
-    attributes: dict[str, Any] = {}
+def _capture(name: str, properties: Mapping[str, Any], scrubber: Scrubber, max_len: int) -> dict[str, Any]:
+    """A copy the application cannot change any more: plain values as they are (cleaned in the export
+    thread), anything else (containers, objects) cleaned now, so ``str()`` runs while the value is current."""
+    captured: dict[str, Any] = {}
     for key, value in properties.items():
-        try:
-            attributes.update(scrubbed(prefix, {key: value}, scrubber, max_len))
-        except UnconvertibleValue as exc:
-            logger.warning("event %r: property %r dropped: %s", name, key, exc)
+        if type(value) in _PLAIN:
+            captured[key] = value
+        elif scrubber.sensitive_key(key):
+            captured[key] = scrubber.mask
+        else:
+            try:
+                captured[key] = clean(value, scrubber, max_len)
+            except UnconvertibleValue as exc:  # cannot even be turned into text: drop just that one
+                logger.warning("event %r: property %r dropped: %s", name, key, exc)
+    return captured
+
+
+_REQUEST_CACHE: ContextVar[tuple[Mapping[str, Any], Scrubber, int, dict[str, Any]] | None] = ContextVar(
+    "sqreen_otel.scrubbed_request", default=None
+)
+
+
+def _request_attributes(
+    request: context.RequestContext, collect_body: bool, scrubber: Scrubber, max_len: int
+) -> dict[str, Any]:
+    """The request's attributes, scrubbed once per request: keyed on the very mapping the request returns
+    (requests cache theirs once final), so a request whose data can still grow is scrubbed again."""
+    raw = request.attributes()
+    cached = _REQUEST_CACHE.get()
+    if cached is not None and cached[0] is raw and cached[1] is scrubber and cached[2] == max_len:
+        attributes = cached[3]
+    else:
+        attributes = scrub_attributes(raw, scrubber, max_len)
+        _REQUEST_CACHE.set((raw, scrubber, max_len, attributes))
+    if collect_body:
+        body = body_attribute(request, scrubber, max_len)
+        if body:
+            attributes = {**attributes, **body}
     return attributes
 
 
