@@ -37,7 +37,7 @@ class _Slot(LogRecordProcessor):
     OTel providers cannot remove a processor, so re-configuring changes the target instead.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, provider: LoggerProvider | None = None) -> None:
         self.target: EventBatchProcessor | None = None
         self._multi = getattr(provider, "_multi_log_record_processor", None)
 

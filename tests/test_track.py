@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -25,6 +26,7 @@ import sqreen_otel
 from sqreen_otel import context, runtime
 from sqreen_otel.receiver import Receiver
 from sqreen_otel.scrub import DEFAULT_MASK
+from sqreen_otel.settings import Settings
 
 M = DEFAULT_MASK
 P = "sqreen.properties."
@@ -463,6 +465,8 @@ def test_log_record_schema(logs: Logs, tracer: Any) -> None:
 
 
 def test_span_event_same_name_and_attributes(logs: Logs, tracer: Any) -> None:
+    # span_event_attributes="full" (the default "slim" event carries the name and log.record.uid: test_fast_path.py)
+    runtime.install(dataclasses.replace(runtime.current, settings=Settings(span_event_attributes="full")))
     tr, spans = tracer
     properties = {
         "plan": "pro",
