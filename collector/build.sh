@@ -18,6 +18,9 @@ if [ -x "$binary" ]; then
   echo "$binary"
   exit 0
 fi
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+  export PATH="$PATH:/usr/local/go/bin"   # the official Go install, often left off PATH
+fi
 if ! command -v go >/dev/null 2>&1; then
   echo "collector/build.sh: the Go toolchain (go) is needed to build the Collector" >&2
   exit 1
