@@ -10,7 +10,6 @@ check it against python-stdnum's.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 # (first digits low, high, allowed lengths) from the issuers' and processors' published IIN ranges.
 _RANGES: tuple[tuple[str, str, frozenset[int]], ...] = tuple(
@@ -54,8 +53,11 @@ _RANGES: tuple[tuple[str, str, frozenset[int]], ...] = tuple(
         ("508", "508", (16,)),
     )
 )
-# Digit groups separated by one space or dash; the look-arounds keep a match out of longer digit runs.
-_CANDIDATE = re.compile(r"\d(?<!\d\d)(?<!\d[ -]\d)(?:[ -]?\d){11,}(?![ -]?\d)")
+# Digit groups separated by one space or dash. A match is a whole run (it is greedy, unbounded and
+# must end the run), so it never starts inside a longer run and masking twice changes nothing.
+_CANDIDATE = re.compile(r"\d(?:[ -]?\d){11,}(?![ -]?\d)")
+# A cheaper first scan (one character class): runs of digits, spaces and dashes long enough for a card.
+_RUN = re.compile(r"[0-9][0-9 -]{11,}")
 _GROUP = re.compile(r"\d+")
 MIN_DIGITS, MAX_DIGITS = 12, 19
 
@@ -89,22 +91,21 @@ def is_card(digits: str) -> bool:
     return MIN_DIGITS <= len(digits) <= MAX_DIGITS and issuer_fits(digits) and luhn_valid(digits)
 
 
-def may_hold_card(text: str) -> bool:
-    """Cheap gate: at least 12 digits."""
-    return len(text) >= MIN_DIGITS and sum(map(text.count, "0123456789")) >= MIN_DIGITS
-
-
-def card_spans(text: str) -> Iterator[tuple[int, int]]:
+def card_spans(text: str) -> list[tuple[int, int]]:
     """``(start, end)`` of each card number in ``text``.
 
     In a run of grouped digits the longest window of consecutive groups that is a card wins, so that
     a card followed by a year or preceded by a count is still found.
     """
+    spans: list[tuple[int, int]] = []
+    if _RUN.search(text) is None:
+        return spans
     for match in _CANDIDATE.finditer(text):
         groups = [(m.start(), m.end()) for m in _GROUP.finditer(match.group())]
         found = _first_card(match.group(), groups)
         if found is not None:
-            yield match.start() + found[0], match.start() + found[1]
+            spans.append((match.start() + found[0], match.start() + found[1]))
+    return spans
 
 
 def _first_card(run: str, groups: list[tuple[int, int]]) -> tuple[int, int] | None:

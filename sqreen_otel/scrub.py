@@ -105,15 +105,14 @@ class Scrubber:
             return cached
         result = text
         if self.enabled:
-            spans: list[tuple[int, int]] = []
-            if len(text) >= _SHORTEST_TOKEN:
-                spans.extend(secret_spans(text))
-                if cards.may_hold_card(text):
-                    spans.extend(cards.card_spans(text))
+            length = len(text)
+            spans = secret_spans(text) if length >= _SHORTEST_TOKEN else []
+            if length >= cards.MIN_DIGITS:
+                spans += cards.card_spans(text)
             if self._custom is not None:
-                spans.extend(m.span() for m in self._custom.finditer(text))
+                spans += [m.span() for m in self._custom.finditer(text)]
             if "=" in text or ":" in text:
-                spans.extend(pair_spans(text, self.sensitive_key, self.mask))
+                spans += pair_spans(text, self.sensitive_key, self.mask)
             if spans:
                 result = mask_spans(text, spans, self.mask)
         if len(text) <= _CACHED_TEXT:

@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from .scrub_keys import PHRASES, split_words
 
 MAX_KEY = 100  # characters in a key name
-_PAIR = re.compile(
-    r"(?<![\w.%$@\[\]])(?P<key>[A-Za-z_$@][\w.\-\[\]%$@]{0,99})(?:\\?[\"'])?[ \t]*(?P<sep>=>|:=|[=:])[ \t]*"
-)
+# Separators are rare, keys are not: the pass finds each separator, then the key that ends there.
+_SEPARATOR = re.compile(r"=>|:=|[=:]")
+_KEY_BEFORE = re.compile(r"(?<![\w.%$@\[\]])(?P<key>[A-Za-z_$@][\w.\-\[\]%$@]{0,99})(?:\\?[\"'])?[ \t]*\Z")
+_BLANKS = re.compile(r"[ \t]*")
 _BARE = re.compile(r"[^\s&;,\"'<>)\]}]+")
 _BARE_IN_URL = re.compile(r"[^\s&;,\"'<>)\]}#]+")
 _SCHEME = re.compile(r"(?i:bearer|basic|token|digest|negotiate|ntlm|bot|oauth)[ \t]+(?=\S)")
@@ -151,18 +152,17 @@ def _phrase_key(text: str, key_start: int, key: str) -> str | None:
     return f"the {word}" if key.lower() in _COPULAS else f"{word} {key}"
 
 
-def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> Iterator[tuple[int, int]]:
+def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[tuple[int, int]]:
     """``(start, end)`` of each value of a sensitive key in ``text``."""
-    position = 0
-    length = len(text)
-    while position < length:
-        match = _PAIR.search(text, position)
-        if match is None:
-            return
-        key = match.group("key")
+    spans = []
+    for separator in _SEPARATOR.finditer(text):
+        found = _KEY_BEFORE.search(text, max(0, separator.start() - MAX_KEY - 8), separator.start())
+        if found is None:
+            continue
+        key = found.group("key")
         if "%" in key:
             key = urllib.parse.unquote_plus(key)
-        key_start = match.start("key")
+        key_start = found.start("key")
         judged = sensitive(key)
         if not judged:
             phrase = _phrase_key(text, key_start, key)
@@ -171,17 +171,17 @@ def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> Iterat
                 and sensitive(phrase)
                 and (phrase.startswith("the ") or split_words(phrase)[-2:] in PHRASES)
             )
-        # Scanning goes on inside the value: "Cookie: a=b; sessionid=..." or "Token token=...".
-        position = match.end()
         if not judged:
             continue
+        blanks = _BLANKS.match(text, separator.end())
         span = value_span(
             text,
-            match.end(),
-            colon=match.group("sep") == ":",
+            blanks.end() if blanks else separator.end(),
+            colon=separator.group() == ":",
             in_url=key_start > 0 and text[key_start - 1] in "?&#",
             line_start=_at_line_start(text, key_start),
             mask=mask,
         )
         if span is not None:
-            yield span
+            spans.append(span)
+    return spans

@@ -31,6 +31,7 @@ class TokenRule:
     pattern: re.Pattern[str]
     lower: bool = False
     placeholders: bool = True  # a run of 8 identical characters marks a placeholder (AKIAXXXXXXXX...)
+    prefix: bool = False  # the gates are prefixes of a token that starts a word (most vendor tokens)
 
     def spans(self, text: str) -> Iterator[tuple[int, int]]:
         group = "s" if "s" in self.pattern.groupindex else 0
@@ -43,9 +44,18 @@ _REPEATED = re.compile(r"(.)\1{7}")
 
 
 def _rule(
-    name: str, gates: tuple[str, ...], pattern: str, *, lower: bool = False, placeholders: bool = True
+    name: str,
+    gates: tuple[str, ...],
+    pattern: str,
+    *,
+    lower: bool = False,
+    placeholders: bool = True,
+    prefix: bool | None = None,
 ) -> TokenRule:
-    return TokenRule(name, gates, re.compile(pattern), lower, placeholders)
+    """A rule; by default one anchored at a word start (``_B``) has gates that are token prefixes."""
+    if prefix is None:
+        prefix = pattern.startswith(_B) and not lower
+    return TokenRule(name, gates, re.compile(pattern), lower, placeholders, prefix)
 
 
 RULES: tuple[TokenRule, ...] = (
@@ -71,7 +81,7 @@ RULES: tuple[TokenRule, ...] = (
         placeholders=False,
     ),
     # JSON Web Tokens (JWS; a JWE's first three parts): distinctive enough to need no boundary.
-    _rule("jwt", ("eyJ",), r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),
+    _rule("jwt", ("eyJ",), r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*", placeholders=False),
     # AWS access key ids: long-term (AKIA), temporary (ASIA), STS bearer (ABIA), context (ACCA), A3T.
     # Other unique-id prefixes (AIDA users, AROA roles...) name principals and are not credentials.
     _rule(
@@ -86,14 +96,28 @@ RULES: tuple[TokenRule, ...] = (
     ),
     _rule(
         "gitlab",
-        ("gl", "GR1348941"),
+        (
+            "glpat-",
+            "gldt-",
+            "glrt-",
+            "glptt-",
+            "glsoat-",
+            "glcbt-",
+            "glimt-",
+            "glagent-",
+            "gloas-",
+            "glft-",
+            "glffct-",
+            "glwt-",
+            "GR1348941",
+        ),
         _B + r"(?:gl(?:pat|dt|rt|ptt|soat|cbt|imt|agent|oas|ft|ffct|wt)-[0-9A-Za-z_-]{20,}"
         r"|GR1348941[0-9A-Za-z_-]{20,})",
     ),
     # Slack bot/user/app/refresh/config tokens and incoming-webhook URLs.
     _rule(
         "slack",
-        ("xox", "xapp-"),
+        ("xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-", "xoxe-", "xoxe.", "xapp-"),
         _B + r"(?:xox[abposre]-[0-9][0-9A-Za-z-]{9,}|xoxe\.xox[bp]-[0-9A-Za-z-]{10,}"
         r"|xapp-\d-[A-Za-z0-9]+-\d+-[A-Za-z0-9]+)",
     ),
@@ -102,32 +126,36 @@ RULES: tuple[TokenRule, ...] = (
         ("hooks.slack.com",),
         r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<s>[A-Za-z0-9+/_-]{20,})",
     ),
-    _rule("discord-webhook", ("/api/webhooks/",), r"discord(?:app)?\.com/api/webhooks/(?P<s>\d+/[A-Za-z0-9_-]+)"),
+    _rule(
+        "discord-webhook",
+        ("discord.com/api/webhooks/", "discordapp.com/api/webhooks/"),
+        r"discord(?:app)?\.com/api/webhooks/(?P<s>\d+/[A-Za-z0-9_-]+)",
+    ),
     # Stripe secret and restricted keys, webhook signing secrets.
     _rule(
         "stripe",
-        ("k_live_", "k_test_", "k_prod_", "whsec_"),
+        ("sk_live_", "sk_test_", "sk_prod_", "rk_live_", "rk_test_", "rk_prod_", "whsec_"),
         _B + r"(?:[sr]k_(?:live|test|prod)_[0-9A-Za-z]{10,}|whsec_[A-Za-z0-9+/=]{24,})",
     ),
     _rule("twilio-api-key", ("SK",), _B + r"SK[0-9a-fA-F]{32}" + _E),
     _rule("sendgrid", ("SG.",), _B + r"SG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64}"),
     _rule("npm", ("npm_",), _B + r"npm_[A-Za-z0-9]{36}" + _E),
     _rule("pypi", ("pypi-",), _B + r"pypi-AgE[A-Za-z0-9_-]{50,}"),
-    _rule("shopify", ("shp",), _B + r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}" + _E),
+    _rule("shopify", ("shpat_", "shpca_", "shppa_", "shpss_"), _B + r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}" + _E),
     _rule("telegram-bot", (":A",), r"(?<![0-9])[0-9]{5,16}:A[A-Za-z0-9_-]{34}(?![A-Za-z0-9_-])"),
     _rule("age-secret-key", ("AGE-SECRET-KEY-1",), r"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}"),
     _rule("azure-ad-client-secret", ("Q~",), r"(?<![\w~.-])[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}(?![\w~.-])"),
     _rule("google-api-key", ("AIza",), _B + r"AIza[0-9A-Za-z_-]{30,}"),
     _rule("google-oauth", ("GOCSPX-", "ya29."), _B + r"(?:GOCSPX-[A-Za-z0-9_-]{28}|ya29\.[0-9A-Za-z_-]{20,})"),
     # OpenAI ("sk-", "sk-proj-", "sk-svcacct-"), Anthropic ("sk-ant-"), DeepSeek...: with a digit.
-    _rule("sk-api-key", ("sk-",), r"(?<![\w-])sk-(?=[A-Za-z_-]*[0-9])[A-Za-z0-9_-]{20,}"),
+    _rule("sk-api-key", ("sk-",), _B + r"(?<![_-])sk-(?=[A-Za-z_-]*[0-9])[A-Za-z0-9_-]{20,}"),
     _rule("mapbox-secret", ("sk.eyJ",), _B + r"sk\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
     _rule("vault", ("hvs.", "hvb.", "hvr."), _B + r"hv[sbr]\.[A-Za-z0-9_-]{24,}"),
-    _rule("digitalocean", ("_v1_",), _B + r"do[opr]_v1_[a-f0-9]{64}"),
+    _rule("digitalocean", ("dop_v1_", "doo_v1_", "dor_v1_"), _B + r"do[opr]_v1_[a-f0-9]{64}"),
     _rule("huggingface", ("hf_",), _B + r"hf_[A-Za-z]{34}" + _E),
     _rule("databricks", ("dapi",), _B + r"dapi[a-f0-9]{32}(?:-\d)?" + _E),
     _rule("mailgun", ("key-",), _B + r"key-[0-9a-f]{32}" + _E),
-    _rule("mailchimp", ("-us",), _B + r"[0-9a-f]{32}-us[0-9]{1,2}" + _E),
+    _rule("mailchimp", ("-us",), _B + r"[0-9a-f]{32}-us[0-9]{1,2}" + _E, prefix=False),
     _rule("atlassian", ("ATATT3",), _B + r"ATATT3[A-Za-z0-9_=-]{100,}"),
     _rule("postman", ("PMAK-",), _B + r"PMAK-[a-f0-9]{24}-[a-f0-9]{34}"),
     _rule("new-relic", ("NRAK-",), _B + r"NRAK-[A-Z0-9]{27}"),
@@ -144,7 +172,7 @@ RULES: tuple[TokenRule, ...] = (
     _rule("planetscale", ("pscale_",), _B + r"pscale_(?:tkn|pw|oauth)_[A-Za-z0-9=._-]{32,64}"),
     _rule("pulumi", ("pul-",), _B + r"pul-[a-f0-9]{40}"),
     _rule("doppler", ("dp.",), _B + r"dp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,44}"),
-    _rule("terraform-cloud", (".atlasv1.",), _B + r"[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,70}"),
+    _rule("terraform-cloud", (".atlasv1.",), _B + r"[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,70}", prefix=False),
     _rule("groq", ("gsk_",), _B + r"gsk_[A-Za-z0-9]{52}"),
     _rule("replicate", ("r8_",), _B + r"r8_[A-Za-z0-9]{37}"),
     _rule("notion", ("ntn_",), _B + r"ntn_[A-Za-z0-9]{40,}"),
@@ -154,7 +182,7 @@ RULES: tuple[TokenRule, ...] = (
     _rule(
         "http-credentials",
         ("bearer", "basic", "token"),
-        _B + r"(?i:bearer|basic|token)\s+(?=[A-Za-z]*[0-9\-._~+/=])[A-Za-z0-9\-._~+/]{8,}=*",
+        r"(?<![A-Za-z0-9])(?i:bearer|basic|token)\s+(?=[A-Za-z]*[0-9\-._~+/=])[A-Za-z0-9\-._~+/]{8,}=*",
         lower=True,
     ),
     # user:password@ in URLs (an empty user too: redis://:pw@host); neither part crosses a quote.
@@ -168,17 +196,58 @@ RULES: tuple[TokenRule, ...] = (
 )
 
 
-def secret_spans(text: str) -> Iterator[tuple[int, int]]:
+# Gate scanning. A Python loop testing each rule's substrings would cost more than the rules' regexes
+# on a typical value, so:
+# * prefix rules (vendor tokens that start a word) run only when a run of 15+ token characters (the
+#   shortest such token) starts with the first two characters of one of their gates;
+# * the other gates are compiled into one regex that only stops at rare characters (upper case,
+#   "-", ".", ":", "~"): each gate is written from its first rare character on, the letters before it
+#   as a look-behind ("eyJ" becomes "J(?<=eyJ)"), so the scan skips lower-case text at C speed;
+# * the case-insensitive gates (bearer, basic, token) are tested on the lower-cased text.
+# Runs of 15+ token characters (the shortest prefixed token: "xoxb-" and ten more), then the first
+# two characters of each word in such a run.
+_LONG_RUN = re.compile(r"[A-Za-z0-9_\-.~+/=:]{15,}")
+_WORD_STARTS = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{2}")
+_PREFIX_RULES: dict[str, tuple[TokenRule, ...]] = {}
+for _r in RULES:
+    if _r.prefix:
+        for _start in sorted({g[:2] for g in _r.gates}):
+            _PREFIX_RULES[_start] = (*_PREFIX_RULES.get(_start, ()), _r)
+_RARE = re.compile(r"[A-Z\-.:~]")
+
+
+def _fragment(gate: str) -> str:
+    rare = _RARE.search(gate)
+    if rare is None:
+        raise ValueError(f"gate {gate!r} has no rare character to anchor its scan")
+    i = rare.start()
+    behind = f"(?<={re.escape(gate[: i + 1])})" if i else ""
+    return re.escape(gate[i]) + behind + re.escape(gate[i + 1 :])
+
+
+_OTHER_RULES = tuple(r for r in RULES if not r.prefix and not r.lower)
+# Longest first, so that "-us" is not read as "-u"; a match's text names its rule.
+_FRAGMENTS = sorted(((_fragment(g), g, r) for r in _OTHER_RULES for g in r.gates), key=lambda f: -len(f[1]))
+_OTHER_GATES = re.compile("|".join(f for f, _, _ in _FRAGMENTS))
+_BY_MATCH = {g[_RARE.search(g).start() :]: r for _, g, r in _FRAGMENTS}  # type: ignore[union-attr]
+_LOWER_RULES = tuple(r for r in RULES if r.lower)
+
+
+def secret_spans(text: str) -> list[tuple[int, int]]:
     """``(start, end)`` of each part of ``text`` that a token rule matches (spans may overlap)."""
-    lowered: str | None = None
-    for rule in RULES:
-        if rule.lower:
-            if lowered is None:
-                lowered = text.lower()
-            haystack = lowered
-        else:
-            haystack = text
-        for gate in rule.gates:
-            if gate in haystack:
-                yield from rule.spans(text)
-                break
+    spans: list[tuple[int, int]] = []
+    seen: set[str] = set()
+    for run in _LONG_RUN.finditer(text):
+        for start in _WORD_STARTS.findall(text, run.start(), run.end()):
+            for rule in _PREFIX_RULES.get(start, ()):
+                if rule.name not in seen and any(g in text for g in rule.gates):
+                    seen.add(rule.name)
+                    spans.extend(rule.spans(text))
+    if _OTHER_GATES.search(text) is not None:
+        for gate in {m.group() for m in _OTHER_GATES.finditer(text)}:
+            spans.extend(_BY_MATCH[gate].spans(text))
+    lowered = text.lower()
+    if "bearer" in lowered or "basic" in lowered or "token" in lowered:
+        for rule in _LOWER_RULES:
+            spans.extend(rule.spans(text))
+    return spans
