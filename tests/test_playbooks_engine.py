@@ -319,7 +319,11 @@ def test_where_is_cel_with_missing_fields_unmatched_and_types_kept_apart() -> No
     missing = make_event(4, T0, "x")
     assert [where.matches(ev) for ev in (yes, no, zero, missing, yes)] == [True, False, False, False, True]
     assert where.errors >= 1  # the missing key and the int/bool comparison are errors, counted
-    assert where.evaluations == 4  # the second `yes` was a cache hit
+    assert where.native and where.evaluations == 1  # only the int/bool comparison went to cel-python
+    cached = Where("properties.success == false && size(user) >= 0")  # size(): cel-python, cached
+    assert not cached.native
+    assert [cached.matches(ev) for ev in (yes, no, zero, missing, yes)] == [True, False, False, False, True]
+    assert cached.evaluations == 4  # the second `yes` was a cache hit
     rich = Where('user.email.endsWith("@x.com") && has(params.q) && http.request.method in ["POST", "PUT"]')
     hit = make_event(5, T0, "x", user={"email": "a@x.com"}, params={"q": "1"}, method="PUT")
     assert rich.matches(hit) and not rich.matches(dataclasses.replace(hit, method="GET"))

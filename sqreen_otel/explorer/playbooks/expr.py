@@ -8,7 +8,10 @@ An expression sees the event as CEL values under the fields' roots: ``name``, ``
 ``has(properties.x)`` tests for presence.
 
 Speed: cel-python walks the parse tree in Python (about 100 µs an evaluation), far too slow for
-every event. CEL is pure, so the result depends only on the fields the expression names: those are
+every event. Common conditions (comparisons, ``in``, ``&& || !``, ``has()``, ``startsWith``...) run
+as Python closures compiled from the same parse tree (``native``), which hand the rare cases they
+cannot be sure of back to cel-python. For the rest, CEL is pure, so the result depends only on the
+fields the expression names: those are
 found in the parse tree at load time, read with precomputed accessors, and the result is cached
 per combination of their values (bounded). Login outcomes, methods, paths and names repeat, so
 nearly every event is a cache hit. An expression reading a whole map (``size(properties)``) is
@@ -25,6 +28,7 @@ import celpy
 from celpy import celtypes
 from lark import Token, Tree
 
+from . import native
 from .fields import MISSING, PARAMS_PREFIX, EventLike, accessor, check_field
 
 logger = logging.getLogger("sqreen_otel.explorer")
@@ -113,7 +117,19 @@ def _field_of(chain: list[str]) -> str | None:
 
 
 def _cel(value: Any) -> Any:
-    return celpy.json_to_cel(value)
+    """CEL values of a map; an entry CEL cannot hold (an int beyond 64 bits) is left out, as if absent."""
+    try:
+        return celpy.json_to_cel(value)
+    except Exception:
+        if not isinstance(value, dict):
+            raise
+    out = {}
+    for key, item in value.items():
+        try:
+            out[key] = celpy.json_to_cel(item)
+        except Exception:
+            continue
+    return celpy.json_to_cel(out) if not out else celtypes.MapType({celtypes.StringType(k): v for k, v in out.items()})
 
 
 def _strip(attributes: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -182,11 +198,16 @@ class Where:
         self.fields: tuple[str, ...] | None = tuple(sorted({f for f in fields if f})) if cacheable else None
         self.presence: tuple[str, ...] = tuple(sorted({f for f in present if f} - set(self.fields or ())))
         self._key = self._key_function() if cacheable else None
+        try:
+            self._native: Callable[[EventLike], Any] | None = native.compile_tree(ast)
+        except Exception:  # native.Unsupported, or anything it did not foresee: cel-python does it all
+            self._native = None
         self._cache: dict[Any, bool] = {}
         self._last_event: object = None
         self._last_result = False
         self.errors = 0  # evaluations that failed (a missing key, a type mismatch): counted as no match
-        self.evaluations = 0  # evaluations by CEL (cache misses and uncacheable expressions)
+        self.evaluations = 0  # evaluations by cel-python (cache misses and what native code cannot run)
+        self.native = self._native is not None
 
     def __repr__(self) -> str:
         return f"Where({self.text!r})"
@@ -236,6 +257,13 @@ class Where:
     def matches(self, event: EventLike) -> bool:
         if event is self._last_event:  # playbooks sharing this condition ask about the same event in a row
             return self._last_result
+        if self._native is not None:
+            outcome = self._native(event)
+            if outcome is True or outcome is False or outcome is native.ERROR:
+                if outcome is native.ERROR:
+                    self.errors += 1
+                self._last_event, self._last_result = event, outcome is True
+                return outcome is True
         if self._key is None:
             result = self.evaluate(event)
         else:
