@@ -31,7 +31,7 @@ QUOTES = 'x" onmouseover="alert(1)" y=\'z\''
 OUR_TAGS = {
     "html", "head", "meta", "title", "style", "body", "header", "main", "a", "h1", "h2", "p", "span", "b", "code",
     "pre", "time", "table", "thead", "tbody", "tr", "th", "td", "form", "label", "input", "select", "option",
-    "button", "datalist", "nav", "div", "section", "svg", "line", "rect", "text", "script",
+    "button", "datalist", "nav", "div", "section", "svg", "line", "rect", "text", "tspan", "script",
 }  # fmt: skip
 
 
@@ -276,17 +276,20 @@ def test_lone_surrogates_do_not_break_a_page() -> None:
 def test_histogram_svg() -> None:
     text = ui.events_page([], Filters(), (T0, 60 * SECOND, [2, 0, 5, 1]), {}, "c")
     page = assert_only_our_markup(text)
-    bars = [a for tag, a in page.tags if tag == "rect"]
+    bars = [a for tag, a in page.tags if tag == "rect" and a.get("class") == "bar"]
     assert len(bars) == 3  # empty buckets draw nothing
     heights = [float(b["height"]) for b in bars]
     assert max(heights) == heights[1] and heights[0] == pytest.approx(heights[1] * 2 / 5)
     assert "2023-11-14 22:15:20 UTC \u2013 2023-11-14 22:16:20 UTC: 5 events" in page.all_text  # a tooltip
-    assert "2023-11-14 22:13:20 UTC" in page.all_text and "2023-11-14 22:17:20 UTC" in page.all_text  # axis
+    # Time ticks on round UTC minutes (the date on the first), count ticks on round numbers.
+    assert '>22:14<tspan class="date"' in text and ">2023-11-14</tspan>" in text  # the date on a second row
+    assert all(f">22:1{m}</text>" in text for m in (5, 6, 7))
+    assert all(f">{n}</text>" in text for n in (0, 2, 4)) and ">5</text>" not in text
     zoom = [parse_qs(urlsplit(a["href"]).query) for a in page.links if "since" in a["href"]]
     assert zoom[1] == {"since": [str(T0 + 120 * SECOND)], "until": [str(T0 + 180 * SECOND)]}
     assert "8 matching" in page.all_text
     empty = Page(ui.events_page([], Filters(), (0, 1, [0] * 60), {}, "c"))
-    assert not [t for t, _ in empty.tags if t == "rect"] and "no events" in empty.all_text
+    assert not [a for t, a in empty.tags if t == "rect" and a.get("class") == "bar"] and "no events" in empty.all_text
 
 
 def test_csp_allows_exactly_the_inline_script_and_style() -> None:

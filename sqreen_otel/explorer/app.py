@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote_plus
@@ -125,6 +127,24 @@ def filters_from(params: Any) -> Filters:
         until_ns=number("until"),
         prop=prop,
     )
+
+
+RECENT_NS = 24 * 3600 * 10**9  # the histogram's default range, when it holds matching events
+
+
+def histogram_range(store: Storage, filters: Filters, query: Mapping[str, str]) -> tuple[Filters, str]:
+    """What the histogram covers, and its ``ui.events_page`` window: a time filter's range; without one, the last
+    24 hours when they hold matching events (one import of old events must not squash today's into a sliver),
+    else (or with ``window=all``) the matching events' own span."""
+    if filters.since_ns is not None or filters.until_ns is not None:
+        return filters, ""
+    if query.get("window") == "all":
+        return filters, ui.WINDOW_ALL
+    now = time.time_ns()
+    recent = dataclasses.replace(filters, since_ns=now - RECENT_NS, until_ns=now + 1)
+    if store.count(recent) == 0:
+        return filters, ""
+    return recent, ui.WINDOW_RECENT
 
 
 def cursor_from(raw: str | None) -> tuple[int, int] | None:
@@ -445,8 +465,10 @@ def create_app(store: Storage, *, token: str | None = None, live: Live | None = 
 
         def render() -> Response:
             events = store.events(filters, before=before, limit=ui.PAGE_SIZE, max_bytes=MAX_RESPONSE)
-            histogram = store.histogram(filters)
-            return html(ui.events_page(events, filters, histogram, query, csrf))
+            shown, window = histogram_range(store, filters, query)
+            histogram = store.histogram(shown)
+            total = None if shown is filters else store.count(filters)
+            return html(ui.events_page(events, filters, histogram, query, csrf, total=total, window=window))
 
         return await off_loop(render)
 

@@ -32,9 +32,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ..blocking import check_identifiers, check_network
+from . import chart
 from .store import MAX_FILTER_LENGTH, PROPERTIES_PREFIX, Event, Filters
 
 PAGE_SIZE = 50
+WINDOW_RECENT, WINDOW_ALL = "last 24 hours", "all time"  # the histogram's range without a time filter
 FILTER_KEYS = ("name", "user", "ip", "since", "until", "prop")
 ACTIONS = ("block_user", "block_ip", "unblock_user", "unblock_ip")
 DURATIONS = (("3600", "1 hour"), ("86400", "1 day"), ("604800", "7 days"), ("forever", "forever"))
@@ -93,6 +95,11 @@ font-size:12.5px}
 .bar{fill:#6b90e3}
 a:hover .bar{fill:var(--accent)}
 .axis{stroke:#c5ccd6}
+.grid{stroke:#eef0f3}
+.sel{fill:rgba(47,95,208,.18);stroke:var(--accent);pointer-events:none}
+.hist{cursor:crosshair;user-select:none}
+.histhead{display:flex;justify-content:space-between;font-size:12px;margin:0 0 .2rem}
+.histhead .links a{margin-left:.8rem}
 .tick{fill:var(--muted);font-size:11px;font-family:system-ui,sans-serif}
 .prop{display:inline-block;margin-right:.6rem}
 .prop .k,.ident .k{color:var(--muted)}
@@ -132,6 +139,44 @@ if (form) form.addEventListener("submit", function (event) {
   var text = query.toString();
   window.location.assign(form.getAttribute("action") + (text ? "?" + text : ""));
 });
+var chart = document.getElementById("histogram");
+if (chart) (function () {
+  var box = document.getElementById("selection"), from = null, to = null, dragged = false;
+  var left = Number(chart.dataset.left), right = Number(chart.dataset.right);
+  function x(event) {
+    var point = chart.createSVGPoint();
+    point.x = event.clientX; point.y = event.clientY;
+    return Math.min(right, Math.max(left, point.matrixTransform(chart.getScreenCTM().inverse()).x));
+  }
+  function draw() {
+    box.setAttribute("x", Math.min(from, to)); box.setAttribute("width", Math.abs(to - from));
+  }
+  function ns(at) {
+    var start = BigInt(chart.dataset.start), span = BigInt(chart.dataset.end) - start;
+    return (start + BigInt(Math.round(Number(span) * (at - left) / (right - left)))).toString();
+  }
+  chart.addEventListener("mousedown", function (event) {
+    if (event.button !== 0) return;
+    event.preventDefault(); from = to = x(event); dragged = false; draw();
+  });
+  window.addEventListener("mousemove", function (event) {
+    if (from === null) return;
+    to = x(event); dragged = dragged || Math.abs(to - from) > 3; draw();
+  });
+  window.addEventListener("mouseup", function (event) {
+    if (from === null) return;
+    to = x(event);
+    var low = Math.min(from, to), high = Math.max(from, to);
+    from = null;
+    if (!dragged) { box.setAttribute("width", 0); return; }
+    var query = new URLSearchParams(window.location.search);
+    query.delete("before"); query.set("since", ns(low)); query.set("until", ns(high));
+    window.location.assign("/?" + query.toString());
+  });
+  chart.addEventListener("click", function (event) {  // the end of a drag over a bar is not a click on it
+    if (dragged) { event.preventDefault(); dragged = false; }
+  }, true);
+})();
 """
 
 
@@ -317,15 +362,22 @@ def events_page(
     histogram: tuple[int, int, list[int]],
     query: dict[str, str],
     csrf: str,
+    *,
+    total: int | None = None,
+    window: str = "",
 ) -> str:
-    """``/``: the filter form, the histogram, a page of events (newest first) and the link to older ones."""
+    """``/``: the filter form, the histogram, a page of events (newest first) and the link to older ones.
+
+    ``total``: how many events match (default: the histogram's sum, when it covers them all); ``window``:
+    the histogram's range when it is not the filter's (``last 24 hours``).
+    """
     current = {key: query[key] for key in FILTER_KEYS if query.get(key)}
-    total = sum(histogram[2])
+    total = sum(histogram[2]) if total is None else total
     parts = [
         f'<h1>Events <span class="muted">{total:,} matching</span></h1>',
         _filter_form(events, filters, current),
         _chips(current),
-        _histogram(histogram, current),
+        _histogram(histogram, current, log=query.get("scale") == "log", window=window),
     ]
     if events:
         parts.append(
@@ -400,41 +452,77 @@ def _chips(current: Mapping[str, str]) -> str:
     return f'<div class="chips">{"".join(chips)}</div>'
 
 
-def _histogram(histogram: tuple[int, int, list[int]], current: Mapping[str, str]) -> str:
-    """Events over time as an inline SVG bar chart; each bar is a link that zooms into its time range."""
+def _histogram(
+    histogram: tuple[int, int, list[int]], current: Mapping[str, str], *, log: bool = False, window: str = ""
+) -> str:
+    """Events over time as an inline SVG bar chart with UTC time ticks and count ticks (linear or log).
+
+    Each bar is a link that zooms into its time range; dragging across the chart (the page's script)
+    selects a range and sets From/Until. ``window`` says which range is shown when no time filter is set.
+    """
     start, width, counts = histogram
     total, top, n = sum(counts), max(counts, default=0), max(len(counts), 1)
-    chart_w, chart_h, left, top_pad = 1000.0, 110.0, 44.0, 8.0
+    chart_w, chart_h, left, right, top_pad = 1000.0, 110.0, 52.0, 992.0, 8.0
     base = top_pad + chart_h
-    step = (chart_w - left - 8) / n
+    step = (right - left) / n
+    end_ns = start + width * len(counts)
+    keep = {**current, **({"scale": "log"} if log else {}), **({"window": "all"} if window == WINDOW_ALL else {})}
     bars = []
     for index, count in enumerate(counts):
         if not count:
             continue
-        height = max(1.5, count / top * chart_h)
-        begin, end = start + index * width, start + (index + 1) * width
-        label = f"{_plain_time(begin)} \u2013 {_plain_time(end)}: {count:,} event{'s' if count != 1 else ''}"
-        zoom = _href("/", {**current, "since": begin // 10**9 * 10**9, "until": -(-end // 10**9) * 10**9})
+        height = max(1.5, chart.scaled(count, top, log=log) * chart_h)
+        begin, finish = start + index * width, start + (index + 1) * width
+        label = (
+            f"{chart.moment_text(begin, width)} \u2013 {chart.moment_text(finish, width)}: "
+            f"{count:,} event{'s' if count != 1 else ''}"
+        )
+        zoom = _href("/", {**keep, "since": begin, "until": finish})
         bars.append(
             f'<a href="{zoom}"><rect class="bar" x="{left + index * step + 0.5:.1f}" y="{base - height:.1f}" '
             f'width="{max(step - 1.5, 0.8):.1f}" height="{height:.1f}"><title>{_e(label)}</title></rect></a>'
         )
-    end_ns = start + width * len(counts)
+    marks = []
     if total:
-        labels = (
-            f'<text class="tick" x="{left - 6}" y="{top_pad + 9}" text-anchor="end">{top:,}</text>'
-            f'<text class="tick" x="{left - 6}" y="{base}" text-anchor="end">0</text>'
-            f'<text class="tick" x="{left}" y="{base + 17}">{_e(_plain_time(start))}</text>'
-            f'<text class="tick" x="{chart_w - 8}" y="{base + 17}" text-anchor="end">{_e(_plain_time(end_ns))}</text>'
-        )
+        for value in chart.count_ticks(top, log=log):
+            y = base - chart.scaled(value, top, log=log) * chart_h
+            marks.append(f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}"/>')
+            marks.append(f'<text class="tick count" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:,}</text>')
+        span = max(end_ns - start, 1)
+        for ns, text in chart.time_ticks(start, end_ns):
+            x = left + (ns - start) / span * (right - left)
+            anchor = "start" if x < left + 30 else "end" if x > right - 30 else "middle"
+            date, _, clock = text.rpartition(" ")  # the date, where the day changes, on a second row
+            marks.append(f'<line class="axis" x1="{x:.1f}" y1="{base}" x2="{x:.1f}" y2="{base + 4}"/>')
+            marks.append(
+                f'<text class="tick time" x="{x:.1f}" y="{base + 17}" text-anchor="{anchor}">{_e(text)}</text>'
+                if not date
+                else f'<text class="tick time" x="{x:.1f}" y="{base + 17}" text-anchor="{anchor}">{_e(clock)}'
+                f'<tspan class="date" x="{x:.1f}" dy="14">{_e(date)}</tspan></text>'
+            )
     else:
-        labels = f'<text class="tick" x="{chart_w / 2}" y="{base / 2 + 8}" text-anchor="middle">no events</text>'
+        marks.append(f'<text class="tick" x="{chart_w / 2}" y="{base / 2 + 8}" text-anchor="middle">no events</text>')
+    other = {k: v for k, v in keep.items() if k != "scale"}
+    links = [f'<a class="scale" href="{_href("/", other if log else {**other, "scale": "log"})}">'
+             f'{"linear scale" if log else "log scale"}</a>']  # fmt: skip
+    if window == WINDOW_RECENT:
+        links.insert(0, f'<a class="window" href="{_href("/", {**keep, "window": "all"})}">show all time</a>')
+    elif window == WINDOW_ALL:
+        recent = {k: v for k, v in keep.items() if k != "window"}
+        links.insert(0, f'<a class="window" href="{_href("/", recent)}">show the last 24 hours</a>')
+    dot = " \u00b7 "
+    shown = f"{_e(window)}{dot}" if window else ""
+    scale = f"{dot}log scale" if log else ""
     return (
-        f'<svg class="hist" id="histogram" viewBox="0 0 {chart_w:.0f} {base + 24:.0f}" role="img" '
-        f'aria-label="{total:,} events over time">'
-        f'<line class="axis" x1="{left}" y1="{base}" x2="{chart_w - 8}" y2="{base}"/>'
+        f'<div class="histhead"><span class="muted">{shown}UTC{scale}{dot}drag across the chart to select a time '
+        f'range</span><span class="links">{"".join(links)}</span></div>'
+        f'<svg class="hist" id="histogram" viewBox="0 0 {chart_w:.0f} {base + 38:.0f}" role="img" '
+        f'aria-label="{total:,} events over time" data-start="{start}" data-end="{end_ns}" data-left="{left}" '
+        f'data-right="{right}">'
+        f'<line class="axis" x1="{left}" y1="{base}" x2="{right}" y2="{base}"/>'
         f'<line class="axis" x1="{left}" y1="{top_pad}" x2="{left}" y2="{base}"/>'
-        f"{''.join(bars)}{labels}</svg>"
+        f"{''.join(marks)}{''.join(bars)}"
+        f'<rect class="sel" id="selection" x="0" y="{top_pad}" width="0" height="{chart_h}"/></svg>'
     )
 
 
