@@ -409,3 +409,23 @@ def test_requests_to_a_wrong_token_are_not_stored(otelcol: str, tmp_path: Path) 
         assert "401" in otel.log_path.read_text(), otel.log()
         page = http.get(explorer + "/api/events", headers={"Authorization": "Bearer another-token-000000"})
         assert page.json()["events"] == []
+
+
+def test_an_agent_collector_behind_a_gateway_collector_with_the_same_file(otelcol: str, tmp_path: Path) -> None:
+    """The README's second topology: agent -> gateway -> explorer, both Collectors running the tested file."""
+    with serve(tmp_path, "--token", TOKEN) as explorer:
+        (tmp_path / "gateway").mkdir()
+        (tmp_path / "agent").mkdir()
+        with collector(otelcol, tmp_path / "gateway", explorer, tmp_path / "gateway" / "q") as gateway:
+            gateway_url = gateway.endpoint.removesuffix("/v1/logs")
+            with collector(otelcol, tmp_path / "agent", gateway_url, tmp_path / "agent" / "q") as agent:
+                run, count = new_run(), 30
+                send_ours_via(agent.endpoint, run, count)
+                wait_for(explorer, run, count)
+                assert agent.stop() == 0
+            assert gateway.stop() == 0
+        events = stored(explorer, run)
+        assert seqs(events) == list(range(count))
+        assert app_logs(explorer, run) == []
+        assert {e["resource"]["host.name"] for e in events} == {"app-1"}  # the resource crossed both hops
+        assert {e["scope"] for e in events} == {"sqreen_otel"}

@@ -70,6 +70,13 @@ def test_ingest_through_any_replica_lands_once_and_is_served_by_all(replicas: tu
         assert sorted(e["attributes"]["sqreen.properties.seq"] for e in events) == list(range(250))
     ids = sorted(e["id"] for e in stored(one, run))
     assert ids == list(range(ids[0], ids[0] + 250))  # one id sequence across replicas, no gaps
+    summary = http.get(two + "/api/summary", headers=AUTH, timeout=10).json()["names"]
+    assert [(n["name"], n["count"]) for n in summary] == [("sq.sdk.users.login", 250)]
+    histogram = http.get(one + "/api/histogram", params={"prop": f"run={run}"}, headers=AUTH, timeout=10).json()
+    assert sum(histogram["counts"]) == 250
+    page = http.get(two + "/", params={"prop": f"run={run}"}, headers=AUTH, timeout=10)  # the UI, from PostgreSQL
+    assert page.status_code == 200
+    assert "sq.sdk.users.login" in page.text
 
 
 def test_a_block_made_on_one_replica_is_served_by_the_other(replicas: tuple[str, str]) -> None:
