@@ -24,10 +24,11 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from urllib3.exceptions import NewConnectionError
 
 from . import encoding
 from .draft import EventDraft
-from .settings import parse_headers
+from .settings import check_endpoint, parse_headers
 from .suppress import instrumentation_suppressed
 
 logger = logging.getLogger("sqreen_otel")
@@ -51,6 +52,9 @@ class Outcome:
     retry_after: float | None = None  # seconds the server asked us to wait
     rejected: int = 0  # records refused by an OTLP partial success
     error: str | None = None
+    # No answer came after the request was sent (read timeout, connection cut): the backend may have
+    # stored the batch. A retry resends the same ``log.record.uid``s, which the backend can dedupe.
+    maybe_delivered: bool = False
 
 
 def _env(*names: str) -> str | None:
@@ -67,15 +71,18 @@ def _env_name(*names: str) -> str:
 
 
 def resolve_endpoint(endpoint: str | None) -> str:
-    """Argument, else ``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`` as is, else the base endpoint + ``/v1/logs``."""
+    """Argument, else ``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT``, else the base endpoint + ``/v1/logs``.
+
+    Checked (scheme, host, path) whatever its source, and the error names that source.
+    """
     if endpoint:
-        return endpoint
+        return check_endpoint("endpoint", endpoint)
     logs = _env("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
     if logs:
-        return logs
+        return check_endpoint("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", logs)
     base = _env("OTEL_EXPORTER_OTLP_ENDPOINT")
     if base:
-        return base.rstrip("/") + "/v1/logs"
+        return check_endpoint("OTEL_EXPORTER_OTLP_ENDPOINT", base.rstrip("/") + "/v1/logs")
     return DEFAULT_ENDPOINT
 
 
@@ -154,20 +161,35 @@ class OTLPEventExporter(LogRecordExporter):
 
     def send(self, batch: Sequence[ReadableLogRecord | EventDraft]) -> Outcome:
         """Export one batch; never raises."""
+        try:
+            body = self.encode(batch)
+        except Exception as exc:  # a record the encoder cannot carry: no retry will help
+            return Outcome(Status.PERMANENT, error=f"encoding failed: {exc!r}")
+        return self.send_encoded(body, len(batch))
+
+    @staticmethod
+    def encode(batch: Sequence[ReadableLogRecord | EventDraft]) -> bytes:
+        """The ``ExportLogsServiceRequest`` bytes of ``batch``, uncompressed (what the spool stores).
+
+        ``track()``'s drafts are encoded from their cleaned values (``encoding``), SDK records by the SDK.
+        """
+        return encoding.encode(batch)
+
+    def send_encoded(self, body: bytes, count: int) -> Outcome:
+        """POST an encoded request of ``count`` records (compressed here if configured); never raises."""
         if self._closed:
             return Outcome(Status.PERMANENT, error="exporter is shut down")
         try:
-            body = encoding.encode(batch)
             if self.compression == "gzip":
                 body = gzip.compress(body, compresslevel=6)
-        except Exception as exc:  # a record the encoder cannot carry: no retry will help
-            return Outcome(Status.PERMANENT, error=f"encoding failed: {exc!r}")
+        except Exception as exc:
+            return Outcome(Status.PERMANENT, error=f"compression failed: {exc!r}")
         try:
             with instrumentation_suppressed(), self._lock:
                 response = self._session.post(self.endpoint, data=body, timeout=self.timeout)
         except requests.RequestException as exc:
-            return Outcome(Status.RETRY, error=f"{type(exc).__name__}: {exc}")
-        return self._outcome(response, len(batch))
+            return Outcome(Status.RETRY, error=f"{type(exc).__name__}: {exc}", maybe_delivered=_maybe_sent(exc))
+        return self._outcome(response, count)
 
     def _outcome(self, response: requests.Response, count: int) -> Outcome:
         status = response.status_code
@@ -192,6 +214,16 @@ class OTLPEventExporter(LogRecordExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def _maybe_sent(exc: requests.RequestException) -> bool:
+    """Whether the request may have reached the backend: not when the connection was never made."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.ConnectionError):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        return not isinstance(reason, NewConnectionError)  # refused, unreachable, no such host
+    return isinstance(exc, (requests.Timeout, requests.exceptions.ChunkedEncodingError))
 
 
 def _partial_success(content: bytes, count: int) -> Outcome:

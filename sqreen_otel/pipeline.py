@@ -19,12 +19,13 @@ from opentelemetry import _logs
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.resources import Resource
 
-from . import blocking, runtime, spans, track
+from . import blocking, runtime, signals, spans, track
 from .actions import ActionsPoller
 from .exporter import OTLPEventExporter
 from .processor import DROP_REASONS, EventBatchProcessor
 from .scrub import Scrubber
 from .settings import Settings
+from .spool import Spool
 
 logger = logging.getLogger("sqreen_otel")
 _lock = threading.Lock()
@@ -124,15 +125,27 @@ def configure(**settings: Any) -> Pipeline:
             runtime.install(dataclasses.replace(rt, logger=our_logger, slot=slot))
             spans.ensure_registered()
             _current = Pipeline(resolved, provider, processor, _poller(resolved))
+    if not resolved.disabled and resolved.handle_sigterm:
+        signals.install(shutdown, _flush_for_signal, _shutdown_timeout)  # checked again at every configure()
     if previous is not None:
         previous.shutdown(resolved.shutdown_timeout)  # deliver what the old pipeline held
     return _current
+
+
+def _shutdown_timeout() -> float:
+    pipeline = _current
+    return pipeline.settings.shutdown_timeout if pipeline is not None else 5.0
+
+
+def _flush_for_signal() -> None:
+    flush(_shutdown_timeout())
 
 
 def _processor(settings: Settings, scrubber: Scrubber) -> EventBatchProcessor:
     exporter = OTLPEventExporter(
         settings.endpoint, headers=settings.headers, timeout=settings.timeout, compression=settings.compression
     )
+    spool = Spool(settings.spool_dir, settings.spool_max_bytes) if settings.spool_dir else None
     return EventBatchProcessor(
         exporter,
         flush_interval=settings.flush_interval,
@@ -144,6 +157,7 @@ def _processor(settings: Settings, scrubber: Scrubber) -> EventBatchProcessor:
         scrubber=scrubber,
         max_value_length=settings.max_value_length,
         prescrubbed_scopes=frozenset({runtime.LOGGER_NAME}),
+        spool=spool,
     )
 
 
@@ -175,7 +189,7 @@ def _sdk_provider() -> LoggerProvider:
 def _empty_stats() -> dict[str, Any]:
     return {
         "tracked": 0, "exported": 0, "dropped": dict.fromkeys(DROP_REASONS, 0),
-        "queued": 0, "retries": 0, "last_export_error": None,
+        "uncertain": 0, "resent": 0, "queued": 0, "retries": 0, "last_export_error": None, "spool": None,
     }  # fmt: skip
 
 

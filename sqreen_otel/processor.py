@@ -3,8 +3,10 @@
 ``on_emit`` (the application's thread) only appends to a bounded deque under a short lock. One
 daemon thread does the rest: it wakes at the heartbeat (``flush_interval`` plus up to 10% jitter),
 for a full batch, for the first event of a new name, or for ``flush()``; it scrubs, exports, and
-keeps failed batches queued until ``max_event_age``. Every record ends in exactly one counter:
-exported, dropped (by reason) or still queued.
+keeps failed batches queued until ``max_event_age`` (or, with a spool, on disk). After a failure it
+probes again within seconds (``MAX_RETRY_DELAY``), not at the next heartbeat. Every record ends in
+exactly one counter: exported, uncertain (given up after an attempt that got no answer: the backend
+may have stored it), dropped (by reason) or still queued (in memory or in this process's spool).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .draft import EventDraft
 from .event import scrub_attributes
 from .exporter import Outcome, Status, backoff
 from .scrub import Scrubber
+from .spool import Claimed, Evicted, Spool
 from .values import clean
 
 logger = logging.getLogger("sqreen_otel")
@@ -37,6 +40,7 @@ logger = logging.getLogger("sqreen_otel")
 DROP_REASONS = ("queue_full", "expired", "rejected", "shutdown")
 _EMPTY_RESOURCE = Resource.get_empty()
 MAX_FIRST_SEEN_NAMES = 1024  # past this many names (dynamic names?), new ones wait for the heartbeat
+MAX_RETRY_DELAY = 5.0  # seconds: after a failure, probe at least this often (unless Retry-After says)
 _Queued = tuple[float, "ReadableLogRecord | EventDraft"]  # (monotonic time it was queued, record or draft)
 
 
@@ -44,6 +48,8 @@ _Queued = tuple[float, "ReadableLogRecord | EventDraft"]  # (monotonic time it w
 class _Counters:
     tracked: int = 0
     exported: int = 0
+    uncertain: int = 0  # given up after an attempt that got no answer (timeout): maybe stored
+    resent: int = 0  # exported after such an attempt: the backend may hold them twice (same uid)
     retries: int = 0
     last_export_error: str | None = None
 
@@ -67,6 +73,7 @@ class EventBatchProcessor(LogRecordProcessor):
         scrubber: Scrubber | None = None,
         max_value_length: int = 4096,
         prescrubbed_scopes: frozenset[str] = frozenset(),
+        spool: Spool | None = None,
     ) -> None:
         for name, value in (
             ("flush_interval", flush_interval),
@@ -88,10 +95,16 @@ class EventBatchProcessor(LogRecordProcessor):
         # Loggers whose records were scrubbed at the source by this same scrubber (configure() sets
         # sqreen_otel's own); records of any other logger are scrubbed here, in the export thread.
         self.prescrubbed_scopes = prescrubbed_scopes
+        if spool is not None and not all(hasattr(exporter, m) for m in ("encode", "send_encoded")):
+            raise ValueError("spool needs an exporter with encode() and send_encoded(), such as OTLPEventExporter")
+        self.spool = spool
         self._init_state()
         if hasattr(os, "register_at_fork"):
             ref = weakref.WeakMethod(self._after_fork)
             os.register_at_fork(after_in_child=lambda: (m := ref()) and m())
+        if spool is not None:  # send what earlier runs left in the spool, without waiting for an event
+            with self._lock:
+                self._start_worker()
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()
@@ -109,12 +122,20 @@ class EventBatchProcessor(LogRecordProcessor):
         self._next_flush = time.monotonic() + self._jittered_interval()
         self._reported_drops = 0
         self._last_drop_report = 0.0
+        self._maybe: set[int] = set()  # id() of queued items whose last attempt got no answer
+        self._failures = 0  # failed attempts since the last report
+        self._failing_since: float | None = None
+        self._last_failure_report = -1e9
+        self._spooled = 0  # records of this process in the spool (part of "queued")
+        self._spool_due = time.monotonic()  # when to look at the spool directory again
 
     def _after_fork(self) -> None:
         # The parent still owns what it queued: a child starts empty, so nothing is sent twice.
         closed = self._closed
         self._init_state()
         self._closed = closed
+        if self.spool is not None:
+            self.spool.after_fork()  # the parent keeps its segments; the child is a new owner
 
     def _jittered_interval(self) -> float:
         return self.flush_interval * (1.0 + random.uniform(0.0, 0.1))
@@ -144,8 +165,7 @@ class EventBatchProcessor(LogRecordProcessor):
             self._counters.tracked += 1
             self._queue.append((time.monotonic(), item))
             if len(self._queue) + self._inflight > self.max_queue_size:
-                self._queue.popleft()
-                self._counters.dropped["queue_full"] += 1
+                self._drop_one(self._queue.popleft(), "queue_full")
             wake = len(self._queue) >= self.max_export_batch_size
             if (
                 name not in self._seen_names
@@ -173,8 +193,8 @@ class EventBatchProcessor(LogRecordProcessor):
         """Export everything queued now; ``True`` when the queue was emptied in time."""
         done = threading.Event()
         with self._lock:
-            if not self._queue and not self._inflight:
-                return True
+            if not self._queue and not self._inflight and self.spool is None:
+                return True  # (with a spool, a flush also sends what earlier runs left there)
             if self._thread is None or not self._thread.is_alive():
                 self._start_worker()
             self._flush_requests.append(done)
@@ -182,40 +202,68 @@ class EventBatchProcessor(LogRecordProcessor):
         return done.wait(timeout) and self.stats()["queued"] == 0
 
     def shutdown(self, timeout: float | None = None) -> None:
-        """Flush within ``timeout`` (default ``shutdown_timeout``), then drop what is left, counted."""
+        """Flush within ``timeout`` (default ``shutdown_timeout``), then drop what is left, counted;
+        with a spool, what is left is written there for the next start instead."""
         with self._lock:
             if self._closed:
                 return
-        self.flush(self.shutdown_timeout if timeout is None else timeout)
+        self._deliver_within(self.shutdown_timeout if timeout is None else timeout)
         with self._lock:
             self._closed = True
-            left = len(self._queue)
-            self._queue.clear()
-            self._counters.dropped["shutdown"] += left
             self._wake.notify()
-        if left:
-            logger.warning("sqreen_otel shutdown: %d event(s) could not be delivered and were dropped", left)
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
+            # The worker spills the queue to the spool on its way out; a worker stuck in a request
+            # (a hanging backend) is given a second, then its queue counts as shutdown.
             thread.join(timeout=1.0)
+        with self._lock:
+            left = list(self._queue)
+            self._queue.clear()
+            self._drop(left, "shutdown")
+        if left:
+            logger.warning("sqreen_otel shutdown: %d event(s) could not be delivered and were dropped", len(left))
         self.exporter.shutdown()
 
+    def _deliver_within(self, budget: float) -> None:
+        """Flush, and after a failure probe again (at the backoff's pace) while ``budget`` lasts."""
+        deadline = time.monotonic() + budget
+        while not self.flush(max(deadline - time.monotonic(), 0.0)):
+            with self._lock:
+                if not self._queue and not self._inflight:
+                    return  # what is left is in the spool, which keeps it
+                pause = self._retry_at - time.monotonic()
+            if time.monotonic() + max(pause, 0.0) >= deadline:
+                return
+            time.sleep(max(pause, 0.0))
+
     def stats(self) -> dict[str, Any]:
-        """Counters; at rest ``tracked == exported + sum(dropped.values()) + queued``."""
+        """Counters; at rest ``tracked == exported + uncertain + sum(dropped.values()) + queued``."""
         with self._lock:
             c = self._counters
+            spool = self.spool
             return {
                 "tracked": c.tracked,
                 "exported": c.exported,
+                "uncertain": c.uncertain,
+                "resent": c.resent,
                 "dropped": dict(c.dropped),
-                "queued": len(self._queue) + self._inflight,
+                "queued": len(self._queue) + self._inflight + self._spooled,
                 "retries": c.retries,
                 "last_export_error": c.last_export_error,
+                "spool": None if spool is None else {**spool.stats(), "records": self._spooled},
             }
 
     # -- worker side -----------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            if self.spool is not None:
+                self._spill(everything=True)  # closed: what is left waits on disk for the next start
+                self.spool.close()
+
+    def _loop(self) -> None:
         while True:
             with self._lock:
                 if self._closed:
@@ -238,21 +286,43 @@ class EventBatchProcessor(LogRecordProcessor):
         if self._closed or self._flush_requests:
             return True
         now = time.monotonic()
-        due = self._next_flush
-        if self._first_seen_due is not None:
-            due = min(due, self._first_seen_due)
-        if len(self._queue) >= self.max_export_batch_size:
-            due = now
-        due = max(due, self._retry_at)
-        if self._queue and due <= now:
-            return True
-        if not self._queue:
-            due = max(due, now + self.flush_interval)
+        spool = self.spool
+        pending = bool(self._queue) or self._spooled > 0
+        if self._attempt > 0 and pending:
+            due = self._retry_at  # failing: probe again within seconds, not at the next heartbeat
+        else:
+            due = self._next_flush
+            if self._first_seen_due is not None:
+                due = min(due, self._first_seen_due)
+            if len(self._queue) >= self.max_export_batch_size:
+                due = now
+            due = max(due, self._retry_at)
+        if spool is not None:
+            if len(self._queue) >= self.max_export_batch_size:
+                return True  # sent, or put on disk while backing off: memory never overflows
+            due = min(due, max(self._spool_due, self._retry_at))
+            if due <= now:
+                return True
+        else:
+            if self._queue and due <= now:
+                return True
+            if not self._queue:
+                due = max(due, now + self.flush_interval)
         self._wake.wait(timeout=max(due - now, 0.001))
         return False
 
     def _cycle(self, forced: bool) -> None:
         self._expire()
+        recovering = self._attempt > 0
+        if self.spool is not None:
+            if not forced and time.monotonic() < self._retry_at:  # a full batch while backing off
+                self._spill(everything=False)
+                return
+            if not self._drain_spool():
+                self._spill(everything=True)  # the backend is down: the waiting events go to disk
+                self._cycle_done(spool_due=self._retry_at)
+                return
+        forced = forced or recovering  # the backend is back: send all that waited, at once
         while True:
             with self._lock:
                 if not self._queue:
@@ -264,57 +334,230 @@ class EventBatchProcessor(LogRecordProcessor):
             with self._lock:
                 self._inflight = 0
                 if retry and self._closed:  # shutdown() has given up on this in-flight batch
-                    self._counters.dropped["shutdown"] += len(retry)
+                    self._drop(retry, "shutdown")
                     break
                 if retry:
                     self._requeue(retry)
                     break
+                if self._attempt > 0:  # it failed and went to the spool
+                    break
                 if not forced and len(self._queue) < self.max_export_batch_size:
                     break
+        if self.spool is not None and self._attempt > 0:
+            self._spill(everything=True)
+            self._cycle_done(spool_due=self._retry_at)
+            return
+        self._cycle_done()
+
+    def _cycle_done(self, spool_due: float | None = None) -> None:
         with self._lock:
+            now = time.monotonic()
             self._first_seen_due = None
-            self._next_flush = time.monotonic() + self._jittered_interval()
+            self._next_flush = now + self._jittered_interval()
+            # Look at the directory again for the leftovers of processes that exited meanwhile.
+            self._spool_due = now + self.flush_interval if spool_due is None else spool_due
 
     def _requeue(self, batch: list[_Queued]) -> None:
         """Put a failed batch back in front; the bound still holds, the oldest go first."""
         self._queue.extendleft(reversed(batch))
         for _ in range(max(len(self._queue) - self.max_queue_size, 0)):
-            self._queue.popleft()
-            self._counters.dropped["queue_full"] += 1
+            self._drop_one(self._queue.popleft(), "queue_full")
+
+    def _drop_one(self, item: _Queued, reason: str) -> None:
+        """Count one record that leaves the queue unsent (under the lock)."""
+        if self._maybe and id(item[1]) in self._maybe:
+            self._maybe.discard(id(item[1]))
+            self._counters.uncertain += 1  # an attempt got no answer: the backend may have it
+        else:
+            self._counters.dropped[reason] += 1
+
+    def _drop(self, items: list[_Queued], reason: str) -> None:
+        for item in items:
+            self._drop_one(item, reason)
 
     def _deliver(self, batch: list[_Queued]) -> list[_Queued]:
         """Export ``batch``, splitting it on 413; returns what must be retried later."""
-        outcome = self._send([self._prepare(item) for _, item in batch])
+        prepared = [self._prepare(item) for _, item in batch]
+        body: bytes | None = None
+        if self.spool is not None:  # encoded once: the same bytes go to the spool if this fails
+            try:
+                body = self.exporter.encode(prepared)  # type: ignore[attr-defined]
+            except Exception as exc:
+                outcome = Outcome(Status.PERMANENT, error=f"encoding failed: {exc!r}")
+            else:
+                outcome = self._send_encoded(body, len(batch))
+        else:
+            outcome = self._send(prepared)
         if outcome.status is Status.TOO_LARGE and len(batch) > 1:
             half = len(batch) // 2
             retry = self._deliver(batch[:half])
             return retry + batch[half:] if retry else self._deliver(batch[half:])
+        self._note(outcome, len(batch))
+        if outcome.status is Status.RETRY:
+            if outcome.maybe_delivered:
+                with self._lock:
+                    self._maybe.update(id(item) for _, item in batch)
+            if self.spool is None or body is None:
+                return batch
+            self._spool_write(body, batch)  # the caller keeps it counted in flight meanwhile
+            return []
         with self._lock:
-            c = self._counters
-            if outcome.error:
-                c.last_export_error = outcome.error
+            c, maybe = self._counters, self._maybe
             if outcome.status is Status.SUCCESS:
                 c.exported += len(batch) - outcome.rejected
                 c.dropped["rejected"] += outcome.rejected
-                self._attempt = 0
-                self._retry_at = 0.0
-                if outcome.rejected:
-                    logger.warning(
-                        "backend rejected %d of %d event(s): %s", outcome.rejected, len(batch), outcome.error
-                    )
-                return []
+            else:
+                c.dropped["rejected"] += len(batch)
+            if maybe:
+                for _, item in batch:
+                    if id(item) in maybe:
+                        maybe.discard(id(item))
+                        c.resent += outcome.status is Status.SUCCESS
+        if outcome.status is not Status.SUCCESS:
+            logger.error("event export rejected for good, %d event(s) dropped: %s", len(batch), outcome.error)
+        return []
+
+    def _note(self, outcome: Outcome, count: int) -> None:
+        """Backoff, error and the failure report after one attempt (records are counted by the caller)."""
+        now = time.monotonic()
+        recovered = None
+        with self._lock:
+            c = self._counters
             if outcome.status is Status.RETRY:
                 c.retries += 1
-                delay = backoff(self._attempt, self.flush_interval)
+                c.last_export_error = outcome.error
+                delay = backoff(self._attempt, min(self.flush_interval, MAX_RETRY_DELAY))
                 if outcome.retry_after is not None:
                     delay = min(max(delay, outcome.retry_after), self.max_event_age)
                 self._attempt += 1
-                self._retry_at = time.monotonic() + delay
-                logger.info("event export failed, retrying in %.1fs: %s", delay, outcome.error)
-                return batch
-            c.dropped["rejected"] += len(batch)
-        logger.error("event export rejected for good, %d event(s) dropped: %s", len(batch), outcome.error)
-        return []
+                self._retry_at = now + delay
+                self._failures += 1
+                if self._failing_since is None:
+                    self._failing_since = now
+                waiting = len(self._queue) + count + self._spooled
+            else:
+                c.last_export_error = outcome.error  # None after a clean success
+                if self._failing_since is not None:
+                    recovered = (self._attempt, now - self._failing_since)
+                self._attempt = 0
+                self._retry_at = 0.0
+                self._failing_since = None
+                self._failures = 0
+        if outcome.status is Status.RETRY:
+            logger.debug("event export failed, retrying in %.1fs: %s", delay, outcome.error)
+            if now - self._last_failure_report >= self.flush_interval:
+                logger.warning(
+                    "sqreen_otel cannot export events to %s: %d failed attempt(s) in %.0fs, %d event(s) waiting; "
+                    "retrying every few seconds; last error: %s",
+                    getattr(self.exporter, "endpoint", type(self.exporter).__name__),
+                    self._failures, now - (self._failing_since or now), waiting, outcome.error,
+                )  # fmt: skip
+                self._last_failure_report = now
+                self._failures = 0
+        elif recovered is not None:
+            logger.info("sqreen_otel event export recovered after %d failed attempt(s) in %.1fs", *recovered)
+        if outcome.status is Status.SUCCESS and outcome.rejected:
+            logger.warning("backend rejected %d of %d event(s): %s", outcome.rejected, count, outcome.error)
+
+    def _send_encoded(self, body: bytes, count: int) -> Outcome:
+        try:
+            outcome: Outcome = self.exporter.send_encoded(body, count)  # type: ignore[attr-defined]
+        except Exception as exc:  # an exporter bug is a failed export, not a crash
+            logger.exception("exporter raised")
+            return Outcome(Status.RETRY, error=f"exporter raised {exc!r}")
+        return outcome
+
+    # -- spool (export thread only) --------------------------------------------------------------
+
+    def _spool_write(self, body: bytes | None, batch: list[_Queued]) -> None:
+        """Store one encoded batch on disk (not under the lock: ``track()`` never waits on the disk);
+        counted as dropped when it cannot be. The caller counts ``batch`` in flight meanwhile."""
+        spool = self.spool
+        assert spool is not None and body is not None
+        with self._lock:
+            maybe = any(id(item) in self._maybe for _, item in batch) if self._maybe else False
+        stored, evicted = spool.write(body, len(batch), maybe)
+        with self._lock:
+            self._absorb(evicted)
+            if stored:
+                self._spooled += len(batch)
+                for _, item in batch:
+                    self._maybe.discard(id(item))
+            else:
+                self._drop(batch, "queue_full")
+
+    def _absorb(self, lost: Evicted) -> None:
+        """Count own records that left the spool unsent (under the lock)."""
+        if lost.own or lost.corrupt_own:
+            c = self._counters
+            c.uncertain += lost.own_maybe_delivered
+            c.dropped["queue_full"] += lost.own - lost.own_maybe_delivered
+            c.dropped["rejected"] += lost.corrupt_own
+            self._spooled -= lost.own + lost.corrupt_own
+
+    def _spill(self, everything: bool) -> None:
+        """Move queued events to the spool: full batches, or ``everything``."""
+        while True:
+            with self._lock:
+                count = min(len(self._queue), self.max_export_batch_size)
+                if count == 0 or (count < self.max_export_batch_size and not everything):
+                    return
+                batch = [self._queue.popleft() for _ in range(count)]
+                self._inflight = count
+            try:
+                body = self.exporter.encode([self._prepare(item) for _, item in batch])  # type: ignore[attr-defined]
+            except Exception as exc:
+                logger.error("event export rejected for good, %d event(s) dropped: encoding failed: %r", count, exc)
+                with self._lock:
+                    self._inflight = 0
+                    self._counters.dropped["rejected"] += count
+                continue
+            self._spool_write(body, batch)
+            with self._lock:
+                self._inflight = 0
+
+    def _drain_spool(self) -> bool:
+        """Send spooled segments (ours, then those of processes gone), oldest first; ``False`` on a failure."""
+        spool = self.spool
+        assert spool is not None
+        segments = spool.sendable()
+        with self._lock:
+            self._absorb(spool.take_lost())
+        for segment in segments:
+            claimed = spool.claim(segment)
+            with self._lock:
+                self._absorb(spool.take_lost())
+            if claimed is None:
+                continue
+            outcome = self._send_encoded(claimed.body, claimed.count)
+            if outcome.status is Status.RETRY:
+                spool.release(claimed)
+                self._note(outcome, 0)
+                return False
+            self._note(outcome, claimed.count)
+            self._segment_done(claimed, outcome)
+        return True
+
+    def _segment_done(self, claimed: Claimed, outcome: Outcome) -> None:
+        spool = self.spool
+        assert spool is not None
+        spool.done(claimed)
+        count = claimed.count
+        delivered = count - outcome.rejected if outcome.status is Status.SUCCESS else 0
+        if not claimed.own:
+            spool.recovered += delivered
+            if delivered < count:
+                logger.error("spooled event(s) from an earlier run rejected: %d: %s", count - delivered, outcome.error)
+            return
+        with self._lock:
+            c = self._counters
+            self._spooled -= count
+            c.exported += delivered
+            c.dropped["rejected"] += count - delivered
+            if claimed.maybe_delivered:
+                c.resent += delivered
+        if delivered < count:
+            logger.error("event export rejected for good, %d event(s) dropped: %s", count - delivered, outcome.error)
 
     def _send(self, batch: Sequence[ReadableLogRecord | EventDraft]) -> Outcome:
         send = getattr(self.exporter, "send", None)
@@ -351,8 +594,7 @@ class EventBatchProcessor(LogRecordProcessor):
         cutoff = time.monotonic() - self.max_event_age
         with self._lock:
             while self._queue and self._queue[0][0] < cutoff:
-                self._queue.popleft()
-                self._counters.dropped["expired"] += 1
+                self._drop_one(self._queue.popleft(), "expired")
 
     def _report_drops(self) -> None:
         """One warning per interval at most, with the counts by reason."""

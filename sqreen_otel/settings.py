@@ -7,6 +7,7 @@ for a bad value names the setting and the value wherever it came from.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 ENV_PREFIX = "SQREEN_OTEL_"
+LOGS_PATH = "/v1/logs"
+logger = logging.getLogger("sqreen_otel")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -100,6 +103,42 @@ def _parse_optional_str(name: str, raw: Any) -> str | None:
     raise TypeError(f"{name} must be a string, got {type(raw).__name__}")
 
 
+def check_endpoint(name: str, url: str) -> str:
+    """An OTLP/HTTP logs URL: http(s), a host, a path ending in ``/v1/logs``; a base URL gets that path.
+
+    Raises ``ValueError`` naming ``name``: a URL the exporter could never use would otherwise be
+    retried (or rejected) forever, event by event.
+    """
+    from urllib.parse import urlsplit, urlunsplit
+
+    text = url.strip()
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        hint = f"; did you mean 'http://{text}'?" if "://" not in text else ""
+        raise ValueError(f"{name} must be an http:// or https:// URL ending in {LOGS_PATH}, got {url!r}{hint}")
+    try:
+        parts.port  # noqa: B018 (raises on a port that is not a number in range)
+    except ValueError:
+        raise ValueError(f"{name} has an invalid port, got {url!r}") from None
+    if not parts.hostname:
+        raise ValueError(f"{name} has no host, got {url!r}")
+    path = parts.path.rstrip("/")
+    if not path.endswith(LOGS_PATH):
+        if path:
+            raise ValueError(
+                f"{name} must be the OTLP/HTTP logs URL, its path ending in {LOGS_PATH}, got {url!r} "
+                f"(a base URL such as {parts.scheme}://{parts.netloc} gets {LOGS_PATH} appended)"
+            )
+        path = LOGS_PATH
+        logger.info("sqreen_otel: %s %r is a base URL; sending to %s", name, url, LOGS_PATH)
+    return urlunsplit((parts.scheme.lower(), parts.netloc, path, parts.query, ""))
+
+
+def _parse_endpoint(name: str, raw: Any) -> str | None:
+    value = _parse_optional_str(name, raw)
+    return None if value is None else check_endpoint(name, value)
+
+
 def _parse_secret(name: str, raw: Any) -> bytes | None:
     if raw is None or raw == "":
         return None
@@ -156,7 +195,7 @@ class Settings:
     """The validated configuration of one pipeline. See the README's configuration table."""
 
     # Exporter. ``None`` means: let the exporter read the OTEL_EXPORTER_OTLP_* variables.
-    endpoint: str | None = _spec(None, _parse_optional_str)
+    endpoint: str | None = _spec(None, _parse_endpoint)
     headers: dict[str, str] | None = _spec(None, parse_headers)  # noqa: RUF009
     timeout: float | None = _spec(None, _FLOAT, _positive)
     compression: str | None = _spec(None, _parse_compression)
@@ -167,6 +206,9 @@ class Settings:
     max_export_batch_size: int = _spec(512, _INT, _positive)
     max_event_age: float = _spec(900.0, _FLOAT, _positive)
     shutdown_timeout: float = _spec(5.0, _FLOAT, _non_negative)
+    spool_dir: str | None = _spec(None, _parse_optional_str)
+    spool_max_bytes: int = _spec(64 * 1024 * 1024, _INT, _positive)
+    handle_sigterm: bool = _spec(True, _parse_bool)
     # Values and scrubbing.
     max_value_length: int = _spec(4096, _INT, _positive)
     # Span events: "slim" (name, log.record.uid, user identifiers, client.address) or "full" (every attribute).

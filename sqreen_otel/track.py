@@ -15,8 +15,9 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import _logs, trace
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.trace import Event as SDKEvent
 from opentelemetry.sdk.trace import Span as SDKSpan
 
@@ -24,7 +25,7 @@ from . import blocking, context, runtime, spans
 from .blocking import BlockEntry, UserBlocked, UserRedirected
 from .draft import EventDraft
 from .event import body_attribute, identifier_attributes, scrub_attributes, span_attributes
-from .ids import UID
+from .ids import UID, new_uid
 from .scrub import Scrubber
 from .values import UnconvertibleValue, clean
 
@@ -43,6 +44,7 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 _failures = 0
 _failures_lock = threading.Lock()
+_warned_unconfigured = False
 
 
 def track(event_name: str, options: Mapping[str, Any] | None = None) -> bool:
@@ -136,6 +138,8 @@ def _record(
     properties, user, timestamp, collect_body, request = _parse_options(name, options, internal)
     if rt.disabled:
         return True
+    if not rt.configured and not _has_pipeline(name):
+        return False
     try:
         # On the application's thread: validate, copy, capture the context; the draft is built later.
         scrubber, max_len = rt.scrubber, rt.settings.max_value_length
@@ -152,6 +156,7 @@ def _record(
         draft = EventDraft(
             name, now if timestamp is None else timestamp, now, captured, user, request_attrs, extra, scrubber,
             max_len, span_context.trace_id, span_context.span_id, int(span_context.trace_flags),
+            uid=new_uid(),  # the same id on every resend: backends store each event once
         )  # fmt: skip
         slot = rt.slot
         direct = None if slot is None else slot.direct(rt.logger)
@@ -203,6 +208,21 @@ def _span_event(span: trace.Span, name: str, attributes: dict[str, Any], now: in
         span._add_event(SDKEvent(name, MappingProxyType(attributes), now))
     else:
         span.add_event(name, attributes, now)
+
+
+def _has_pipeline(name: str) -> bool:
+    """Before ``configure()``: an SDK LoggerProvider set by the application is a pipeline; else warn once."""
+    global _warned_unconfigured
+    if isinstance(_logs.get_logger_provider(), LoggerProvider):
+        return True
+    if not _warned_unconfigured:
+        _warned_unconfigured = True
+        logger.warning(
+            "sqreen_otel: event %r not recorded: no pipeline yet; call sqreen_otel.configure() at start-up "
+            "(this warning is shown once, every event before configure() is dropped)",
+            name,
+        )
+    return False
 
 
 def _parse_options(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Iterator
 from email.utils import format_datetime
@@ -70,15 +71,43 @@ def records(n: int, name: str = "evt") -> list[ReadableLogRecord]:
 
 
 def test_endpoint_argument_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:1/x")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:1/v1/logs")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://base:2")
-    assert OTLPEventExporter("http://arg:3/custom").endpoint == "http://arg:3/custom"
+    assert OTLPEventExporter("http://arg:3/custom/v1/logs").endpoint == "http://arg:3/custom/v1/logs"
 
 
 def test_logs_endpoint_is_used_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:1/custom/path")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:1/custom/v1/logs")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://base:2")
-    assert OTLPEventExporter().endpoint == "http://logs:1/custom/path"
+    assert OTLPEventExporter().endpoint == "http://logs:1/custom/v1/logs"
+
+
+@pytest.mark.parametrize(
+    ("source", "value", "match"),
+    [
+        ("arg", "127.0.0.1:4318/v1/logs", r"^endpoint must be an http:// or https:// URL .*did you mean 'http://127"),
+        ("arg", "http://h:4318/v1/traces", r"^endpoint must be the OTLP/HTTP logs URL, its path ending in /v1/logs"),
+        ("arg", "http://h:70000/v1/logs", r"^endpoint has an invalid port"),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:1/custom/path", r"^OTEL_EXPORTER_OTLP_LOGS_ENDPOINT must"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4318", r"^OTEL_EXPORTER_OTLP_ENDPOINT must be an http"),
+    ],
+)
+def test_unusable_endpoint_is_refused_naming_its_source(
+    monkeypatch: pytest.MonkeyPatch, source: str, value: str, match: str
+) -> None:
+    if source == "arg":
+        with pytest.raises(ValueError, match=match):
+            OTLPEventExporter(value)
+    else:
+        monkeypatch.setenv(source, value)
+        with pytest.raises(ValueError, match=match):
+            OTLPEventExporter()
+
+
+def test_base_url_argument_gets_the_logs_path_with_a_note(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="sqreen_otel"):
+        assert OTLPEventExporter("http://collector:4318").endpoint == "http://collector:4318/v1/logs"
+    assert any("is a base URL; sending to /v1/logs" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize(

@@ -202,3 +202,82 @@ def test_a_normal_run_prints_nothing(receiver: Receiver) -> None:
         "after_identify",
     ]
     assert events[0]["attributes"]["sqreen.properties.password"] != "hunter2"
+
+
+# -- visible failures ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "message"),
+    [
+        ("127.0.0.1:4318/v1/logs", "endpoint must be an http:// or https:// URL ending in /v1/logs"),
+        ("http://127.0.0.1:4318/v1/traces", "endpoint must be the OTLP/HTTP logs URL, its path ending in /v1/logs"),
+        ("http://:4318/v1/logs", "endpoint has no host"),
+    ],
+)
+def test_configure_refuses_an_endpoint_it_could_never_use(endpoint: str, message: str) -> None:
+    before = pipeline.current()
+    with pytest.raises(ValueError, match="^" + message):
+        sqreen_otel.configure(endpoint=endpoint)
+    assert pipeline.current() is before
+
+
+def test_endpoint_from_the_environment_is_checked_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SQREEN_OTEL_ENDPOINT", "localhost:4318")
+    with pytest.raises(ValueError, match=r"^SQREEN_OTEL_ENDPOINT must be an http:// .*did you mean 'http://localhost"):
+        sqreen_otel.configure()
+
+
+def test_a_base_url_gets_the_logs_path_and_delivers(receiver: Receiver) -> None:
+    proc = run(
+        f"""
+        import logging, sys
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
+        import sqreen_otel
+        sqreen_otel.configure(endpoint="http://127.0.0.1:{receiver.port}", first_seen_delay=None)
+        sqreen_otel.track("evt", {{"properties": {{"i": 0}}}})
+        assert sqreen_otel.flush(5)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert indexes(receiver) == [0]
+    assert f"INFO sqreen_otel: endpoint 'http://127.0.0.1:{receiver.port}' is a base URL; sending to /v1/logs" in (
+        proc.stderr
+    )
+
+
+def test_track_before_configure_returns_false_and_warns_once() -> None:
+    proc = run(
+        """
+        import logging, sys
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(message)s")
+        import sqreen_otel
+        print(sqreen_otel.track("early", {"properties": {"i": 0}}), sqreen_otel.track("early"))
+        sqreen_otel.auth_track(False, email="a@example.com")
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "False False\n"
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("WARNING sqreen_otel: event 'early' not recorded: no pipeline yet; call sqreen_otel")
+
+
+def test_track_with_the_applications_own_sdk_provider_needs_no_configure(receiver: Receiver) -> None:
+    # "In your own OpenTelemetry pipeline": the application wires our processor itself.
+    proc = run(
+        f"""
+        from opentelemetry import _logs
+        from opentelemetry.sdk._logs import LoggerProvider
+        import sqreen_otel
+        provider = LoggerProvider()
+        processor = sqreen_otel.EventBatchProcessor(sqreen_otel.OTLPEventExporter({receiver.endpoint!r}))
+        provider.add_log_record_processor(processor)
+        _logs.set_logger_provider(provider)
+        print(sqreen_otel.track("own", {{"properties": {{"i": 0}}}}))
+        assert processor.flush(5)
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "True\n"
+    assert indexes(receiver) == [0]

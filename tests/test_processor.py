@@ -18,6 +18,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 import sqreen_otel
 from sqreen_otel import runtime
 from sqreen_otel.exporter import OTLPEventExporter
+from sqreen_otel.ids import UID, new_uid
 from sqreen_otel.processor import EventBatchProcessor
 from sqreen_otel.receiver import Receiver
 
@@ -66,14 +67,15 @@ def use_runtime() -> Iterator[Callable[[Any], None]]:
 
 
 def emit(logger: Any, n: int, name: str = "evt", start: int = 0, **attrs: Any) -> None:
+    """Like track(): each record carries its own log.record.uid."""
     for i in range(start, start + n):
-        logger.emit(event_name=name, attributes={"i": i, **attrs})
+        logger.emit(event_name=name, attributes={"i": i, UID: new_uid(), **attrs})
 
 
 def accounted(proc: EventBatchProcessor) -> dict[str, Any]:
     """The invariant, checked at rest: every tracked record is exported, dropped (by reason) or queued."""
     s = proc.stats()
-    assert s["tracked"] == s["exported"] + sum(s["dropped"].values()) + s["queued"], s
+    assert s["tracked"] == s["exported"] + s["uncertain"] + sum(s["dropped"].values()) + s["queued"], s
     return s
 
 
@@ -201,7 +203,7 @@ def test_retry_on_503_delivers_each_event_once(make: Make, receiver: Receiver) -
     assert indexes(receiver.events()) == [0, 1, 2, 3, 4]  # no duplicates
     s = accounted(proc)
     assert (s["exported"], s["retries"], s["queued"]) == (5, 2, 0)
-    assert "HTTP 503" in s["last_export_error"]
+    assert s["last_export_error"] is None  # cleared by the success that followed
 
 
 def test_retry_after_is_honoured(make: Make, receiver: Receiver) -> None:
@@ -239,6 +241,48 @@ def test_connection_refused_keeps_events_queued_until_the_backend_returns(make: 
     assert (s["queued"], s["exported"], sum(s["dropped"].values())) == (0, 4, 0)
 
 
+def test_recovery_is_probed_within_seconds_not_at_the_heartbeat(make: Make, receiver: Receiver) -> None:
+    # A 60 s heartbeat: before, a failed export waited for the next one (and the backoff was capped at it).
+    proc, logger = make(flush_interval=60)
+    receiver.stop()
+    emit(logger, 4)
+    assert proc.flush(timeout=2) is False
+    assert proc.stats()["last_export_error"] is not None
+    receiver.start()
+    receiver.wait_for(4, timeout=8)  # the next probe, at most MAX_RETRY_DELAY (5 s) later
+    wait_until(lambda: proc.stats()["queued"] == 0)
+    s = accounted(proc)
+    assert (s["exported"], s["last_export_error"]) == (4, None)  # and the error is cleared
+
+
+def test_after_recovery_everything_that_waited_goes_at_once(make: Make, receiver: Receiver) -> None:
+    proc, logger = make(flush_interval=60, max_export_batch_size=10, max_queue_size=100)
+    receiver.stop()
+    emit(logger, 3)
+    assert proc.flush(timeout=2) is False
+    emit(logger, 42, start=3)  # 45 waiting: 4 full batches and a partial one
+    receiver.start()
+    receiver.wait_for(45, timeout=8)  # one probe, then the rest in the same cycle
+    assert indexes(receiver.events()) == list(range(45))
+
+
+def test_connection_failures_warn_once_per_interval_with_counts(
+    make: Make, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sqreen_otel")
+    proc, logger = make(flush_interval=30)
+    receiver.stop()
+    emit(logger, 4)
+    for _ in range(3):  # three attempts, each failing
+        assert proc.flush(timeout=2) is False
+    assert proc.stats()["retries"] == 3
+    failing = [r for r in caplog.records if r.name == "sqreen_otel" and r.levelno >= logging.INFO]
+    assert [r.levelno for r in failing] == [logging.WARNING]  # once, not per attempt, and not at INFO
+    message = failing[0].getMessage()
+    assert message.startswith(f"sqreen_otel cannot export events to {receiver.endpoint}: 1 failed attempt(s)")
+    assert "4 event(s) waiting" in message and "ConnectionError" in message
+
+
 def test_slow_response_beyond_the_timeout_is_retried(make: Make, receiver: Receiver) -> None:
     # The client gives up after 0.5 s and retries; the receiver still accepts the first request after its
     # 1.5 s delay, so the backend ends up with every event twice. That is OTLP's at-least-once delivery:
@@ -252,10 +296,13 @@ def test_slow_response_beyond_the_timeout_is_retried(make: Make, receiver: Recei
     receiver.wait_for(6, timeout=5)
     assert proc.flush(timeout=2) is True
     assert Counter(indexes(receiver.events())) == {0: 2, 1: 2, 2: 2}
+    # Both copies of an event carry the same log.record.uid, so the backend can keep one.
+    assert len(receiver.uids()) == 3 and receiver.duplicates() == 3
     s = accounted(proc)
-    assert (s["exported"], s["queued"]) == (3, 0)
+    assert (s["exported"], s["queued"], s["uncertain"], sum(s["dropped"].values())) == (3, 0, 0, 0)
+    assert s["resent"] == 3  # exported after an attempt that may have been stored: counted, not dropped
     assert s["retries"] >= 1
-    assert "Timeout" in s["last_export_error"]
+    assert s["last_export_error"] is None
 
 
 # -- permanent failures --------------------------------------------------------------------------
@@ -508,7 +555,9 @@ def test_shutdown_while_a_batch_is_in_flight_accounts_for_it(make: Make, receive
     thread.join(timeout=3)
     assert not thread.is_alive()
     s = accounted(proc)
-    assert (s["queued"], s["exported"], s["dropped"]["shutdown"]) == (0, 0, 3)
+    # The request reached the backend and the connection was cut before an answer: it may have stored
+    # them, so they are "uncertain", not dropped.
+    assert (s["queued"], s["exported"], s["uncertain"], s["dropped"]["shutdown"]) == (0, 0, 3, 0)
 
 
 def test_flush_reports_whether_the_queue_was_delivered(make: Make, receiver: Receiver) -> None:

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 import types
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import sqreen_otel
 from sqreen_otel import context, runtime
+from sqreen_otel.ids import UID
 from sqreen_otel.receiver import Receiver
 from sqreen_otel.scrub import DEFAULT_MASK
 from sqreen_otel.settings import Settings
@@ -45,6 +47,11 @@ def no_user() -> Iterator[None]:
     context.set_user(None)
 
 
+def attrs(record: Any) -> dict[str, Any]:
+    """A log record's or span event's attributes but ``log.record.uid`` (test_ids.py checks that one)."""
+    return {k: v for k, v in (record.attributes or {}).items() if k != UID}
+
+
 class Logs:
     """The log records track() emitted, through a real SDK LoggerProvider and in-memory exporter."""
 
@@ -59,7 +66,8 @@ class Logs:
         return record
 
     def attributes(self) -> dict[str, Any]:
-        return dict(self.one().attributes)
+        """The record's attributes but its ``log.record.uid`` (test_ids.py checks that one)."""
+        return {k: v for k, v in self.one().attributes.items() if k != UID}
 
 
 @pytest.fixture
@@ -188,7 +196,7 @@ def test_property_keys_must_be_str(logs: Logs, key: Any) -> None:
 def test_none_properties_means_no_properties(logs: Logs) -> None:
     assert sqreen_otel.track("evt", {"properties": None}) is True
     assert sqreen_otel.track("evt2", None) is True
-    assert [dict(r.attributes) for r in logs.records()] == [{}, {}]
+    assert [attrs(r) for r in logs.records()] == [{}, {}]
 
 
 def test_more_than_16_properties_keeps_first_16_by_sorted_key(logs: Logs, caplog: pytest.LogCaptureFixture) -> None:
@@ -318,7 +326,7 @@ def test_user_identifiers_override_identify_for_one_event(logs: Logs, caplog: py
     (message,) = warnings_of(caplog)
     assert "differ" in message
     sqreen_otel.track("evt2")
-    first, second = (dict(r.attributes) for r in logs.records())
+    first, second = (attrs(r) for r in logs.records())
     assert first == {U + "email": "bob@example.com"}
     assert second == {U + "email": "alice@example.com", T + "plan": "pro"}
 
@@ -349,10 +357,10 @@ def test_identify_is_per_thread(logs: Logs) -> None:
     for t in threads:
         t.join(5)
     assert errors == []
-    records = [dict(r.attributes) for r in logs.records()]
+    records = [attrs(r) for r in logs.records()]
     assert len(records) == 2
-    for attrs in records:
-        assert attrs[U + "email"] == attrs[P + "who"]
+    for found in records:
+        assert found[U + "email"] == found[P + "who"]
     assert context.current_user() is None  # the main thread was not touched
 
 
@@ -375,10 +383,10 @@ def test_identify_is_per_asyncio_task(logs: Logs) -> None:
         await asyncio.gather(*tasks)
 
     asyncio.run(main())
-    records = [dict(r.attributes) for r in logs.records()]
+    records = [attrs(r) for r in logs.records()]
     assert sorted(a[U + "email"] for a in records) == ["a@example.com", "b@example.com"]
-    for attrs in records:
-        assert attrs[U + "email"] == attrs[P + "who"]
+    for found in records:
+        assert found[U + "email"] == found[P + "who"]
 
 
 # -- auth_track / signup_track ---------------------------------------------------------------------
@@ -391,9 +399,9 @@ def test_successful_login_recorded_and_identifies(logs: Logs, caplog: pytest.Log
     assert warnings_of(caplog) == []
     login, after = logs.records()
     assert login.event_name == "sq.sdk.users.login"
-    assert dict(login.attributes) == {P + "success": True, U + "email": "alice@example.com", U + "id": 7}
+    assert attrs(login) == {P + "success": True, U + "email": "alice@example.com", U + "id": 7}
     assert type(login.attributes[P + "success"]) is bool
-    assert dict(after.attributes) == {U + "email": "alice@example.com", U + "id": 7}
+    assert attrs(after) == {U + "email": "alice@example.com", U + "id": 7}
 
 
 def test_failed_login_recorded_and_does_not_identify(logs: Logs, caplog: pytest.LogCaptureFixture) -> None:
@@ -403,8 +411,8 @@ def test_failed_login_recorded_and_does_not_identify(logs: Logs, caplog: pytest.
     assert warnings_of(caplog) == []
     login, after = logs.records()
     assert login.event_name == "sq.sdk.users.login"
-    assert dict(login.attributes) == {P + "success": False, U + "email": "mallory@example.com"}
-    assert dict(after.attributes) == {}
+    assert attrs(login) == {P + "success": False, U + "email": "mallory@example.com"}
+    assert attrs(after) == {}
     assert context.current_user() is None
 
 
@@ -414,7 +422,7 @@ def test_failed_login_keeps_the_identified_user_without_warning(logs: Logs, capl
         sqreen_otel.auth_track(False, email="mallory@example.com")
         sqreen_otel.track("after")
     assert warnings_of(caplog) == []
-    login, after = (dict(r.attributes) for r in logs.records())
+    login, after = (attrs(r) for r in logs.records())
     assert login[U + "email"] == "mallory@example.com"
     assert after == {U + "email": "alice@example.com"}
 
@@ -440,8 +448,8 @@ def test_signup_track_records_and_identifies(logs: Logs) -> None:
     sqreen_otel.track("after")
     signup, after = logs.records()
     assert signup.event_name == "sq.sdk.users.signup"
-    assert dict(signup.attributes) == {U + "email": "new@example.com"}
-    assert dict(after.attributes) == {U + "email": "new@example.com"}
+    assert attrs(signup) == {U + "email": "new@example.com"}
+    assert attrs(after) == {U + "email": "new@example.com"}
     with pytest.raises(ValueError, match="at least one"):
         sqreen_otel.signup_track()
 
@@ -498,7 +506,7 @@ def test_span_event_same_name_and_attributes(logs: Logs, tracer: Any) -> None:
     (span,) = spans.get_finished_spans()
     (event,) = span.events
     assert event.name == "evt"
-    assert dict(event.attributes) == {
+    assert attrs(event) == {
         P + "plan": "pro",
         P + "count": 3,
         P + "ratio": 0.5,
@@ -526,7 +534,7 @@ def test_no_span_still_emits_log_record(logs: Logs) -> None:
     assert not trace.get_current_span().is_recording()
     assert sqreen_otel.track("evt", {"properties": {"a": 1}}) is True
     record = logs.one()
-    assert dict(record.attributes) == {P + "a": 1}
+    assert attrs(record) == {P + "a": 1}
     assert record.trace_id == 0
     assert record.span_id == 0
 
@@ -581,7 +589,7 @@ def test_trait_whose_str_raises_is_dropped_events_still_recorded(logs: Logs, cap
         assert sqreen_otel.track("evt1") is True
         assert sqreen_otel.track("evt2") is True
     for record in logs.records():
-        assert dict(record.attributes) == {U + "email": "a@example.com", T + "plan": "pro"}
+        assert attrs(record) == {U + "email": "a@example.com", T + "plan": "pro"}
     assert len(logs.records()) == 2
     assert any("'bad'" in m for m in warnings_of(caplog))
     assert sqreen_otel.stats()["track_failures"] == failures
@@ -709,6 +717,8 @@ def test_end_to_end_through_the_real_receiver(pipeline: Receiver, tracer: Any) -
         assert event["body"] is None
     assert reset["name"] == "password_reset"
     assert reset["time_unix_nano"] == ns(when)
+    assert uuid.UUID(reset["attributes"].pop(UID)).version == 7
+    assert uuid.UUID(login["attributes"].pop(UID)).version == 7
     assert reset["attributes"] == {
         P + "email_domain": "example.com",
         P + "attempts": 3,
