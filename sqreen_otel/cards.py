@@ -101,10 +101,15 @@ def card_spans(text: str) -> list[tuple[int, int]]:
     if _RUN.search(text) is None:
         return spans
     for match in _CANDIDATE.finditer(text):
-        groups = [(m.start(), m.end()) for m in _GROUP.finditer(match.group())]
-        found = _first_card(match.group(), groups)
-        if found is not None:
-            spans.append((match.start() + found[0], match.start() + found[1]))
+        run = match.group()
+        pending = [[(m.start(), m.end()) for m in _GROUP.finditer(run)]]
+        while pending:  # the groups left and right of a card may hold another one
+            groups = pending.pop()
+            found = _first_card(run, groups)
+            if found is not None:
+                spans.append((match.start() + found[0], match.start() + found[1]))
+                pending.append([g for g in groups if g[1] <= found[0]])
+                pending.append([g for g in groups if g[0] >= found[1]])
     return spans
 
 

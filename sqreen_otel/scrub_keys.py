@@ -24,7 +24,8 @@ from collections.abc import Iterable
 SHORT_TERMS = frozenset(
     {
         "pass", "pwd", "pw", "passwd", "pin", "otp", "totp", "hotp", "mfa", "sid", "ssn", "cvv", "cvv2",
-        "cvc", "cvc2", "cvn", "csc", "jwt", "sig", "salt", "dsn", "psk", "pat", "secretkey", "seckey", "passw", "pan",
+        "cvc", "cvc2", "cvn", "csc", "jwt", "sig", "salt", "dsn", "psk", "pat", "secretkey", "seckey", "passw",
+        "pan", "2fa", "iban",
     }
 )  # fmt: skip
 # Words that are credentials, also as the start of a longer word ("passwords", "tokenId", "cookies").
@@ -36,7 +37,7 @@ DISTINCTIVE_TERMS = (
 )  # fmt: skip
 # Longer words that start with a distinctive term but are plain English or a count.
 NOT_CREDENTIAL_WORDS = re.compile(
-    r"tokeni[sz]|secretar|secreti|secretl|cookiecutter|passports?(?:office|photo)|signatures?(?:version|method)"
+    r"tokeni[sz]|secretar|secreti|secretl|secrets?manager|cookiecutter|passports?(?:office|photo)|signatures?(?:version|method)"
 )
 # Joined lower-case names ending in a credential word ("stripetoken", "dbpassword", "clientsecret").
 SUFFIX_TERMS = ("password", "passwd", "passphrase", "passcode", "secret", "token", "apikey", "accesskey", "credentials")
@@ -56,7 +57,7 @@ PHRASES = frozenset(
         ("service", "key"), ("app", "key"), ("application", "key"), ("consumer", "key"), ("license", "key"),
         ("shared", "key"), ("storage", "key"), ("webhook", "key"), ("hmac", "key"), ("crypt", "key"),
         ("decryption", "key"), ("private", "keys"), ("api", "keys"), ("credit", "card"), ("code", "verifier"),
-        ("oauth", "verifier"),
+        ("oauth", "verifier"), ("bank", "account"),
     }
 )  # fmt: skip
 # Sensitive when the last word ("auth", "basic_auth", "user_session"; not "auth_provider", "session_count").
@@ -84,8 +85,12 @@ DESCRIPTORS = frozenset(
         "reason", "description", "desc", "title", "visible", "shown", "sent", "received", "verified",
         "confirmed", "remaining", "left", "budget", "estimate", "per", "cost", "price", "validator",
         "validators", "hasher", "hashers", "checker", "generator", "encoder", "widget", "form", "input",
+        "seconds", "secs", "sec", "minutes", "mins", "hours", "days", "weeks", "months", "ms", "period",
+        "digits", "chars", "characters", "arn",
     }
 )  # fmt: skip
+# A first word that makes the key a flag about the credential ("has_password", "show_token").
+FLAG_WORDS = frozenset({"has", "is", "use", "uses", "requires", "require", "needs", "show", "allow", "enable"})
 # ...but these words hold the value even though an earlier word is a credential ("token_url" is
 # described, "url_token" is not): a last word that is a credential word is never a descriptor.
 
@@ -144,8 +149,8 @@ def _exact_credential(word: str) -> bool:
 def _credential_at(words: tuple[str, ...], i: int) -> bool:
     """Whether ``words[i]`` is a credential word, or starts a credential phrase, in its context."""
     word = words[i]
-    if word in _COUNT_PLURALS:  # "max_tokens", "prompt_tokens" count; "refresh_tokens" hold
-        return (i == 0 and len(words) == 1) or (i > 0 and words[i - 1] in _TOKEN_QUALIFIERS)
+    if word in _COUNT_PLURALS:  # "tokens", "max_tokens", "prompt_tokens" count; "refresh_tokens" hold
+        return i > 0 and words[i - 1] in _TOKEN_QUALIFIERS
     return _credential_word(word) or words[i : i + 2] in PHRASES
 
 
@@ -154,6 +159,8 @@ def sensitive_words(words: tuple[str, ...]) -> bool:
     if not words:
         return False
     last = len(words) - 1
+    if last and words[0] in FLAG_WORDS:
+        return False
     if _credential_at(words, last) or words[last] in LAST_WORD_TERMS or words[-2:] in PHRASES:
         return True
     if words[last] in DESCRIPTORS:

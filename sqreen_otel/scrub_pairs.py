@@ -30,7 +30,7 @@ from .scrub_keys import PHRASES, split_words
 
 MAX_KEY = 100  # characters in a key name
 # Separators are rare, keys are not: the pass finds each separator, then the key that ends there.
-_SEPARATOR = re.compile(r"=>|:=|[=:]")
+_SEPARATOR = re.compile(r"=>|:=|[=:]| is ")
 _KEY_BEFORE = re.compile(r"(?<![\w.%$@\[\]])(?P<key>[A-Za-z_$@][\w.\-\[\]%$@]{0,99})(?:\\?[\"'])?[ \t]*\Z")
 _BLANKS = re.compile(r"[ \t]*")
 _BARE = re.compile(r"[^\s&;,\"'<>)\]}]+")
@@ -53,6 +53,7 @@ _PROSE = frozenset(
         "success", "succeeded", "passed", "denied", "error", "expires", "expiring",
     }
 )  # fmt: skip
+_TEMPLATES = ("${", "{{", "$(", "%(", "{%")  # template and shell substitutions, not values
 _LINE_LEADERS = frozenset({"", "export", "set", "-", "#", "//", "env"})
 _OPENERS = {"{": "}", "[": "]"}
 
@@ -130,7 +131,8 @@ def value_span(
                 end = start + len(text[start:line_end].rstrip())
         span = (start, end)
     value = text[span[0] : span[1]]
-    if not value.strip() or value.startswith(mask) or _PLACEHOLDER.fullmatch(value.strip()):
+    stripped = value.strip()
+    if not stripped or value.startswith(mask) or stripped.startswith(_TEMPLATES) or _PLACEHOLDER.fullmatch(stripped):
         return None
     if colon and value.split(None, 1)[0].lower().strip(".,!") in _PROSE:
         return None
@@ -171,17 +173,20 @@ def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[t
                 and sensitive(phrase)
                 and (phrase.startswith("the ") or split_words(phrase)[-2:] in PHRASES)
             )
-        if not judged:
+        sep = separator.group()
+        # "arn:aws:secretsmanager:...:secret:name" chains names with colons: no pair there.
+        if not judged or (sep == ":" and key_start and text[key_start - 1] == ":"):
             continue
         blanks = _BLANKS.match(text, separator.end())
         span = value_span(
             text,
             blanks.end() if blanks else separator.end(),
-            colon=separator.group() == ":",
+            colon=sep in (":", " is "),
             in_url=key_start > 0 and text[key_start - 1] in "?&#",
             line_start=_at_line_start(text, key_start),
             mask=mask,
         )
-        if span is not None:
+        # "the password is hunter2", not "the password is correct".
+        if span is not None and not (sep == " is " and text[span[0] : span[1]].isalpha()):
             spans.append(span)
     return spans

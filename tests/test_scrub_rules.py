@@ -1,0 +1,260 @@
+"""The scrubbing rules of issue 7: key words, key=value text, token formats, cards; the corpus targets;
+property-based: a configured secret never survives any nesting or surrounding text, masking is idempotent."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.sdk._logs import LoggerProvider
+from scrub_corpus.corpus import load, score
+from stdnum import luhn as stdnum_luhn
+
+from sqreen_otel.cards import card_spans, is_card, luhn_valid
+from sqreen_otel.exporter import OTLPEventExporter
+from sqreen_otel.processor import EventBatchProcessor
+from sqreen_otel.receiver import Receiver
+from sqreen_otel.scrub import DEFAULT_MASK, Scrubber
+from sqreen_otel.values import clean
+
+M = DEFAULT_MASK
+
+# -- the corpus --------------------------------------------------------------------------------------
+
+
+def test_corpus_is_broad_and_cited() -> None:
+    cases = load()
+    assert len(cases) >= 300
+    assert all(case.source.strip() for case in cases)
+    secrets = [c for c in cases if c.secret is not None]
+    assert len(secrets) >= 150 and len(cases) - len(secrets) >= 150
+    for case in secrets:  # the part that must vanish is really in the value
+        assert case.secret in (case.value if isinstance(case.value, str) else json.dumps(case.value)), case
+
+
+def test_corpus_targets() -> None:
+    scrubber = Scrubber()
+    result = score(lambda key, value: clean({key: value}, scrubber, 4096)[key], load())
+    missed = [(c.key, c.value) for c in result.missed]
+    over = [(c.key, c.value) for c in result.over_masked]
+    assert result.recall >= 0.97, missed
+    assert result.false_positive_rate <= 0.02, over
+
+
+# -- keys --------------------------------------------------------------------------------------------
+
+SENSITIVE = [
+    "otp_attempt", "db_pass", "mysql_pwd", "connect.sid", "PHPSESSID", "JSESSIONID", "ASP.NET_SessionId", "salt",
+    "passcode", "recovery_codes", "backup_codes", "security_code", "card_code", "passport_number",
+    "social_security_number", "socialSecurityNumber", "auth_key", "master_key", "account_key", "AccountKey",
+    "subscription_key", "Ocp-Apim-Subscription-Key", "encryption_key", "signing_key", "client_key",
+    "service_key", "user[password]", "user%5Bpassword%5D", "sessionId", "X-Auth-Token", "_authToken",
+    "refresh_tokens", "stripetoken", "dbpassword", "password_confirmation", "SECRET_KEY_BASE", "basic_auth",
+    "laravel_session", "csrfmiddlewaretoken", "php-auth-pw", "pWd", "PaSsWoRd", "authorizatiOn",
+]  # fmt: skip
+DESCRIBED = [
+    "secret_length", "tokenizer", "max_tokens", "token_type", "session_timeout", "access_token_url",
+    "SESSION_COOKIE_AGE", "secretary_name", "token_count", "session_duration", "prompt_tokens",
+    "gen_ai.usage.input_tokens", "secretLength", "maxTokens", "tokenType", "password_min_length",
+    "password_expires", "signature_version", "cookie_consent", "auth_provider", "primary_key", "has_password",
+    "token_lifetime_seconds", "secret_name", "author", "passenger", "pinned", "compass", "keyboard",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("key", SENSITIVE)
+def test_keys_split_into_words_are_sensitive(key: str) -> None:
+    assert Scrubber().sensitive_key(urllib.parse.unquote(key)), key
+
+
+@pytest.mark.parametrize("key", DESCRIBED)
+def test_keys_that_describe_a_value_are_kept(key: str) -> None:
+    assert not Scrubber().sensitive_key(key), key
+
+
+def test_allowlist_and_custom_fragments_still_win() -> None:
+    s = Scrubber(keys=["zork"], allow_keys=["db_pass", "Session-Token"])
+    assert not s.sensitive_key("db_pass") and not s.sensitive_key("session_token")
+    assert s.sensitive_key("my_zork_length")  # a configured fragment is not subject to descriptors
+    assert s.redact("db_pass=hunter2 zork=1") == f"db_pass=hunter2 zork={M}"
+
+
+# -- key=value text ------------------------------------------------------------------------------------
+
+PAIRS = [
+    ("https://x.example/cb?code=1&password=hunter2&page=2", f"https://x.example/cb?code=1&password={M}&page=2"),
+    ("https://app.example/#access_token=abc123&token_type=bearer", f"https://app.example/#access_token={M}&token_type=bearer"),
+    ("user%5Bemail%5D=a%40b.c&user%5Bpassword%5D=s3cret", f"user%5Bemail%5D=a%40b.c&user%5Bpassword%5D={M}"),
+    ('{"user": "bob", "password": "hunter2"}', f'{{"user": "bob", "password": "{M}"}}'),
+    ('{"password": {"old": "a1", "new": "b2"}, "plan": "pro"}', f'{{"password": {M}, "plan": "pro"}}'),
+    ("Cookie: theme=dark; sessionid=abc123", f"Cookie: {M}; sessionid={M}"),
+    ("Server=db;User ID=sa;Password=P@ss!;Encrypt=True", f"Server=db;User ID=sa;Password={M};Encrypt=True"),
+    ("AccountName=acct;AccountKey=Zm9vYmFy==;EndpointSuffix=x", f"AccountName=acct;AccountKey={M};EndpointSuffix=x"),
+    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG", f"aws_secret_access_key = {M}"),
+    ("DB_PASSWORD=supersecret", f"DB_PASSWORD={M}"),
+    ("//registry.npmjs.org/:_authToken=abc-123", f"//registry.npmjs.org/:_authToken={M}"),
+    ("db_pass: correct horse battery staple", f"db_pass: {M}"),
+    ("password=hunter2 user=bob", f"password={M} user=bob"),
+    ("the api key: abc123", f"the api key: {M}"),
+    ("my password is hunter2!", f"my password is {M}"),
+    ("redis://:pw123@cache:6379/0", f"redis://{M}@cache:6379/0"),
+    ("curl -u alice:wonderland https://api.example", f"curl -u {M} https://api.example"),
+]  # fmt: skip
+KEPT = [
+    "Password: must be at least 8 characters", "secret_length=32", "token_type=Bearer&expires_in=3600",
+    "password=${DB_PASSWORD}", "token: null", "arn:aws:secretsmanager:us-east-1:1:secret:prod/db",
+    "Bearer authentication is described in RFC 6750", "the password is too short", "https://example.com/a:b",
+    "task_test_1234567890abcdef", "risk-assessment-framework-2024-q3", "OKAKIAIOSFODNN7EXAMPLEWORD",
+    "9780306406157", "4006381333931", "1700000000000", "+44 20 7946 0958", "4111 1111 1111 1112",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "expected"), PAIRS)
+def test_only_the_value_of_a_sensitive_key_is_masked(text: str, expected: str) -> None:
+    s = Scrubber()
+    assert s.redact(text) == expected
+    assert s.redact(expected) == expected
+
+
+@pytest.mark.parametrize("text", KEPT)
+def test_harmless_look_alikes_are_kept(text: str) -> None:
+    assert Scrubber().redact(text) == text
+
+
+def test_redact_pairs_masks_a_cut_nested_value_to_the_end() -> None:
+    assert Scrubber().redact_pairs('{"a": 1, "credentials": {"user": "x", "pw') == f'{{"a": 1, "credentials": {M}'
+
+
+# -- cards -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "card",
+    ["6205500000000000004", "6200000000000005", "36227206271667", "3600 6666 3333 44", "6304000000000000",
+     "5019 5555 4444 5555", "2223003122003222", "3782-822463-10005"],
+)  # fmt: skip
+def test_cards_of_every_issuer_and_length_are_masked(card: str) -> None:
+    assert Scrubber().redact(f"paid with {card} today") == f"paid with {M} today"
+
+
+@given(st.text(alphabet="0123456789", min_size=12, max_size=19))
+def test_our_luhn_agrees_with_python_stdnum(digits: str) -> None:
+    assert luhn_valid(digits) == stdnum_luhn.is_valid(digits)
+
+
+@given(st.text(alphabet="0123456789 -abc", max_size=60))
+def test_card_spans_are_cards(text: str) -> None:
+    for start, end in card_spans(text):
+        assert is_card(text[start:end].replace(" ", "").replace("-", ""))
+
+
+# -- property-based: nothing configured survives; masking is idempotent ------------------------------
+
+EXTRA_KEY = "zork"
+EXTRA_PATTERN = r"ZK-[0-9a-f]{32}"
+MARKERS = st.uuids().map(lambda u: f"S3CR3T{u.hex}")
+PATTERNED = st.uuids().map(lambda u: f"ZK-{u.hex}")
+FILLER = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789 .,;:!?-_/=&#'\"", max_size=25)
+KEYS = st.sampled_from(["password", "api_key", "X-Auth-Token", "db_pass", "sessionid", "zork", "my.zork.id"])
+
+
+def _framed(key: str, secret: str) -> st.SearchStrategy[str]:
+    """``key``'s ``secret`` written as the formats of the wild write it."""
+    forms = [
+        f"{key}={secret}", f"?a=1&{key}={secret}&b=2", f'{{"{key}": "{secret}"}}', f"{key}: {secret}",
+        f"{key} = '{secret}'", f"{key}=\"{secret}\"", f"x=1;{key}={secret};y=2", f"export {key.upper()}={secret}",
+        f'{{"outer": "{{\\"{key}\\": \\"{secret}\\"}}"}}', f"Cookie: a=b; {key}={secret}",
+    ]  # fmt: skip
+    return st.sampled_from(forms)
+
+
+@st.composite
+def _text_with_secret(draw: st.DrawFn) -> tuple[str, str]:
+    key, marker = draw(KEYS), draw(MARKERS)
+    body = draw(_framed(key, marker))
+    return f"{draw(FILLER)} {body}\n{draw(FILLER)}", marker
+
+
+def _nest(draw: st.DrawFn, value: Any) -> Any:
+    for wrap in draw(st.lists(st.sampled_from(["list", "tuple", "dict", "bytes"]), max_size=3)):
+        if wrap == "list":
+            value = [1, value]
+        elif wrap == "tuple":
+            value = ("a", value)
+        elif wrap == "dict":
+            value = {"note": value}
+        elif isinstance(value, str):
+            value = value.encode()
+    return value
+
+
+def _strings(obj: Any) -> Iterator[str]:
+    if isinstance(obj, str):
+        yield obj
+    elif isinstance(obj, bytes):
+        yield obj.decode("latin-1")
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield k
+            yield from _strings(v)
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _strings(item)
+
+
+SCRUBBER = Scrubber(keys=[EXTRA_KEY], value_patterns=[EXTRA_PATTERN])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_configured_secret_never_survives(data: st.DataObject) -> None:
+    text, marker = data.draw(_text_with_secret())
+    loose = data.draw(PATTERNED)
+    value = _nest(data.draw, f"{data.draw(FILLER)}{loose} {text}")
+    out = clean({"plan": "pro", "payload": value}, SCRUBBER, 4096)
+    flat = "\n".join(_strings(out))
+    assert marker not in flat and loose not in flat, out
+    assert out["plan"] == "pro"
+
+
+SECRETISH = st.one_of(
+    MARKERS, PATTERNED,
+    st.just("4111 1111 1111 1111"), st.just("Bearer abc.DEF-123_x"), st.just("redis://:pw@h"),
+    st.just("AKIAIOSFODNN7EXAMPLE"), st.just("password=x y"), st.just('"token": "t0k"'),
+    st.just("-----BEGIN PRIVATE KEY-----\nMIIE"), st.just(M), st.just("Cookie: a=b; sid=1"),
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(FILLER, SECRETISH), max_size=8).map(" ".join))
+def test_masking_is_idempotent(text: str) -> None:
+    once = SCRUBBER.redact(text)
+    assert SCRUBBER.redact(once) == once
+    assert Scrubber(mask="##").redact(Scrubber(mask="##").redact(text)) == Scrubber(mask="##").redact(text)
+
+
+# -- records of other loggers, at export ----------------------------------------------------------------
+
+
+def test_records_of_other_loggers_get_every_rule_at_export() -> None:
+    with Receiver() as receiver:
+        provider = LoggerProvider(shutdown_on_exit=False)
+        processor = EventBatchProcessor(OTLPEventExporter(receiver.endpoint, timeout=5), first_seen_delay=None)
+        provider.add_log_record_processor(processor)
+        try:
+            provider.get_logger("some.library").emit(
+                event_name="http.request",
+                body="GET /login?user=bob&password=hunter2 card 4242 4242 4242 4242",
+                attributes={"url.full": "https://x.example/?access_token=abc123&page=2", "otp_attempt": "123456"},
+            )
+            assert processor.flush(timeout=5)
+            (event,) = receiver.wait_for(1, timeout=5)
+        finally:
+            processor.shutdown(timeout=1)
+    assert event["body"] == f"GET /login?user=bob&password={M} card {M}"
+    assert event["attributes"]["url.full"] == f"https://x.example/?access_token={M}&page=2"
+    assert event["attributes"]["otp_attempt"] == M
