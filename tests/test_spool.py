@@ -244,3 +244,39 @@ def test_unusable_spool_dir_is_refused_naming_the_setting(tmp_path: Path) -> Non
     blocker.write_text("not a directory")
     with pytest.raises(ValueError, match=r"^spool_dir '.*a-file/spool' is not a writable directory"):
         sqreen_otel.configure(endpoint=DOWN, spool_dir=str(blocker / "spool"))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_spools_as_its_own_owner(receiver: Receiver, tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    provider = LoggerProvider(shutdown_on_exit=False)
+    proc = EventBatchProcessor(
+        OTLPEventExporter(DOWN, timeout=1), flush_interval=60, first_seen_delay=None, spool=Spool(str(spool_dir), 10**7)
+    )
+    provider.add_log_record_processor(proc)
+    logger = provider.get_logger("test")
+
+    def emit(tag: str, count: int) -> None:
+        for i in range(count):
+            logger.emit(
+                event_name="fork", attributes={"sqreen.properties.tag": tag, "sqreen.properties.i": i, UID: new_uid()}
+            )
+
+    emit("parent", 20)
+    pid = os.fork()
+    if pid == 0:  # the child: starts empty, spools its own events under its own lock, exits hard
+        try:
+            emit("child", 30)
+            proc.flush(3)
+            status = 0 if proc.stats()["spool"]["records"] == 30 and proc.stats()["tracked"] == 30 else 1
+        finally:
+            os._exit(locals().get("status", 2))
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    try:
+        assert proc.flush(3) is False
+        assert proc.stats()["spool"]["records"] == 20  # the parent's, not the child's
+    finally:
+        proc.shutdown(timeout=0.5)
+    run(receiver.endpoint, spool_dir, "next", 0)
+    assert received(receiver) == {"parent": list(range(20)), "child": list(range(30))}
