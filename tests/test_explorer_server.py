@@ -433,7 +433,11 @@ def test_bad_action_requests_are_400(explorer: str, data: Any) -> None:
 
 def test_an_app_polling_the_feed_blocks_a_user_blocked_with_the_cli(explorer: str, pipeline: None) -> None:
     sqreen_otel.configure(
-        endpoint=explorer + "/v1/logs", actions_url=explorer + "/v1/actions", flush_interval=0.5, first_seen_delay=None
+        endpoint=explorer + "/v1/logs",
+        actions_url=explorer + "/v1/actions",
+        flush_interval=0.5,
+        first_seen_delay=None,
+        actions_poll_interval=0.5,
     )
     mallory = {"email": "mallory@example.com"}
     sqreen_otel.identify(mallory)  # not blocked yet
@@ -446,7 +450,7 @@ def test_an_app_polling_the_feed_blocks_a_user_blocked_with_the_cli(explorer: st
         while time.monotonic() - start < 5:
             sqreen_otel.identify(mallory)
             time.sleep(0.05)
-    assert time.monotonic() - start < 2.5  # one heartbeat (0.5 s plus jitter) and a request
+    assert time.monotonic() - start < 2.5  # one poll (0.5 s at most) and a request
     sqreen_otel.identify({"email": "alice@example.com"})  # others still pass
     assert sqreen_otel.flush(10)
     (blocked,) = events(explorer, name="sq.action.block_user", user="mallory@example.com")
