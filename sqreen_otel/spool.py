@@ -17,7 +17,6 @@ the oldest segments (of any owner) are evicted.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import struct
@@ -26,6 +25,11 @@ import zlib
 from dataclasses import dataclass, field
 
 from .ids import new_uid
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; configure(spool_dir=...) says so
+    fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger("sqreen_otel")
 
@@ -76,6 +80,8 @@ class Spool:
     """One process's view of a spool directory; not thread-safe (the export thread owns it)."""
 
     def __init__(self, directory: str, max_bytes: int) -> None:
+        if fcntl is None:
+            raise ValueError("spool_dir needs POSIX file locks (fcntl), not available on this platform")
         self.directory = os.path.abspath(directory)
         self.max_bytes = max_bytes
         try:
