@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from explorer_process import CLI, ENV, free_port, http, serve_process
 
 from sqreen_otel.actions import parse_actions
-
-from explorer_process import CLI, ENV, free_port, http, serve_process
 
 PLAYBOOKS = """\
 version: 1
@@ -182,7 +181,10 @@ def test_decisions_are_served_with_their_ids_lifted_and_counted(tmp_path: Path, 
 
         # One alert per incident: more failures join it; the lifted target is not decided again at once.
         post(url, *failed_logins("203.0.113.7", 3, start=10))
-        wait_for(lambda: ">9 in the explorer</a>" in http.get(f"{url}/alerts/{decision['alert']}", timeout=5).text, "the joined events")
+        wait_for(
+            lambda: ">9 in the explorer</a>" in http.get(f"{url}/alerts/{decision['alert']}", timeout=5).text,
+            "the joined events",
+        )
         assert decision_of(url, "credential-stuffing") is None
 
 
