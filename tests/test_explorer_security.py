@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from explorer_process import HOST, Served, http, serve_process
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -186,7 +185,7 @@ def wait_title(driver: WebDriver, prefix: str) -> str:
 
 def same_origin_post(driver: WebDriver, url: str, path: str, body: str, headers: dict[str, str]) -> int:
     """POST from a page of the explorer itself (the control: a browser can post when it is allowed to)."""
-    driver.get(url + "/summary")
+    driver.get(url + "/api/summary")  # a page of the explorer's origin without the UI's CSP (which forbids fetch)
     status: int = driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"
         "fetch(arguments[0], {method: 'POST', headers: arguments[2], body: arguments[1]})"
@@ -456,19 +455,22 @@ def test_disconnects_mid_body_are_counted_not_tracebacks(explorer: Served) -> No
 def test_idle_connections_cannot_exhaust_file_descriptors(tmp_path: Path) -> None:
     import resource
 
-    def low_limit() -> None:  # in the server process: 256 file descriptors
-        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+    def low_limit() -> None:  # in the server process: 1024 file descriptors, a common default
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
 
+    start = time.monotonic()
     with serve_process(tmp_path, preexec_fn=low_limit) as served, contextlib.ExitStack() as stack:
         port = int(served.url.rsplit(":", 1)[1])
-        idle = [stack.enter_context(socket.create_connection((HOST, port), timeout=5)) for _ in range(400)]
-        assert len(idle) == 400
+        idle = [stack.enter_context(socket.create_connection((HOST, port), timeout=10)) for _ in range(1500)]
+        assert len(idle) == 1500  # more than the server may keep: it closes the idle ones first
         for _ in range(3):  # fresh clients are still served
-            assert requests.get(served.url + "/api/summary", timeout=10).status_code == 200
+            assert http.get(served.url + "/api/summary", timeout=10).status_code == 200
+        time.sleep(0.5)
         log = served.log()
-        assert "Traceback" not in log, log[-3000:]
-        assert len([line for line in log.splitlines() if "connections" in line]) <= 3, log[-3000:]
         assert served.proc.poll() is None
+    assert "Traceback" not in log and "Too many open files" not in log, log[-3000:]
+    lines = [line for line in log.splitlines() if "connections" in line]
+    assert 1 <= len(lines) <= 2 + (time.monotonic() - start) / 10, log[-3000:]  # once per 10 s at most
 
 
 def test_a_body_that_never_comes_is_timed_out(tmp_path: Path) -> None:
