@@ -144,6 +144,12 @@ def test_decisions_are_served_with_their_ids_lifted_and_counted(tmp_path: Path, 
         # The alert and the simulated ones are on the Alerts page; the playbook page counts them.
         alerts = http.get(url + "/alerts", timeout=5).text
         assert "credential-stuffing" in alerts and "shadow" in alerts and "(simulated)" in alerts
+        listed = {a["playbook_id"]: a for a in http.get(url + "/api/alerts", timeout=5).json()["alerts"]}
+        assert listed["credential-stuffing"]["id"] == decision["alert"]
+        assert listed["credential-stuffing"]["group"] == {"client.address": "203.0.113.7"}
+        assert listed["credential-stuffing"]["count"] == 6 and listed["credential-stuffing"]["status"] == "open"
+        assert [d["id"] for d in listed["credential-stuffing"]["decisions"]] == [decision["id"]]
+        assert listed["shadow"]["simulated"] and all(d["simulated"] for d in listed["shadow"]["decisions"])
         alert_page = http.get(f"{url}/alerts/{decision['alert']}", timeout=5).text
         assert "203.0.113.7" in alert_page and "victim0@example.com" in alert_page
 

@@ -378,8 +378,7 @@ def routes(
 
         return await run_in_threadpool(render)
 
-    async def page_alerts(request: Request) -> Response:
-        playbook_id = request.query_params.get("playbook") or None
+    def alerts_query(request: Request) -> tuple[str | None, tuple[int, str] | None]:
         before = None
         raw = request.query_params.get("before")
         if raw:
@@ -387,10 +386,26 @@ def routes(
             if not ns.isdigit() or not alert_id:
                 raise ValueError("before must be NS:ALERT_ID")
             before = (int(ns), alert_id)
+        return request.query_params.get("playbook") or None, before
+
+    async def page_alerts(request: Request) -> Response:
+        playbook_id, before = alerts_query(request)
 
         def render() -> Response:
             alerts = records.alerts(playbook_id=playbook_id, before=before, limit=51) if records is not None else []
             return html(alerts_page(alerts[:50], playbook_id, csrf, time.time(), more=len(alerts) > 50))
+
+        return await run_in_threadpool(render)
+
+    async def api_alerts(request: Request) -> Response:
+        """``{"alerts": [...], "next": "NS:ID" | null}``: each alert with its decisions, newest first."""
+        playbook_id, before = alerts_query(request)
+
+        def render() -> Response:
+            alerts = records.alerts(playbook_id=playbook_id, before=before, limit=51) if records is not None else []
+            last = alerts[49] if len(alerts) > 50 else None
+            body = {"alerts": alerts[:50], "next": f"{last['last_ns']}:{last['id']}" if last else None}
+            return Response(json.dumps(body, default=str).encode(), media_type="application/json")
 
         return await run_in_threadpool(render)
 
@@ -472,6 +487,7 @@ def routes(
         Route("/playbooks", guard(page_playbooks), methods=["GET"]),
         Route("/playbooks/backtest", guard_form(page_backtest), methods=["GET", "POST"]),
         Route("/alerts", guard(page_alerts), methods=["GET"]),
+        Route("/api/alerts", guard(api_alerts), methods=["GET"]),
         Route("/alerts/{alert_id}", guard(page_alert), methods=["GET"]),
         Route("/alerts/{alert_id}/lift", guard_form(lift_alert), methods=["POST"]),
         Route("/decisions/{decision_id}/lift", guard_form(lift_decision), methods=["POST"]),
