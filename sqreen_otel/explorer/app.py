@@ -126,6 +126,8 @@ def filters_from(params: Any) -> Filters:
         since_ns=number("since"),
         until_ns=number("until"),
         prop=prop,
+        path=params.get("path") or None,
+        user_agent=params.get("user_agent") or None,
     )
 
 
@@ -435,6 +437,10 @@ def create_app(store: Storage, *, token: str | None = None, live: Live | None = 
 
         return await off_loop(render)
 
+    async def api_top(request: Request) -> Response:
+        filters = filters_from(request.query_params)
+        return await off_loop(lambda: json_response({"top": store.top_values(filters)}))
+
     async def api_summary(request: Request) -> Response:
         return await off_loop(lambda: json_response({"names": store.summary(limit=MAX_SUMMARY_NAMES)}))
 
@@ -468,7 +474,8 @@ def create_app(store: Storage, *, token: str | None = None, live: Live | None = 
             shown, window = histogram_range(store, filters, query)
             histogram = store.histogram(shown)
             total = None if shown is filters else store.count(filters)
-            return html(ui.events_page(events, filters, histogram, query, csrf, total=total, window=window))
+            top = store.top_values(filters)
+            return html(ui.events_page(events, filters, histogram, query, csrf, total=total, window=window, top=top))
 
         return await off_loop(render)
 
@@ -514,6 +521,7 @@ def create_app(store: Storage, *, token: str | None = None, live: Live | None = 
         Route("/api/events/{event_id:int}", guarded(api_event), methods=["GET"]),
         Route("/api/tail", guarded(api_tail), methods=["GET"]),
         Route("/api/histogram", guarded(api_histogram), methods=["GET"]),
+        Route("/api/top", guarded(api_top), methods=["GET"]),
         Route("/api/summary", guarded(api_summary), methods=["GET"]),
         Route("/api/actions", guarded(api_actions, api_write), methods=["GET", "POST"]),
         Route("/api/actions/{action_id}", guarded(api_action_delete, Rule(api_write=True)), methods=["DELETE"]),

@@ -148,6 +148,9 @@ _INSERT_EVENT = (
 _KNOWN_UIDS = "SELECT uid FROM events WHERE uid IN (SELECT value FROM json_each(?))"
 _INSERT_USER = "INSERT INTO event_users (event_id, key, value) VALUES (?, ?, ?)"
 # A property compared as text: strings as they are, numbers and booleans as JSON writes them.
+_USER_AGENT = """json_extract(attributes, '$."user_agent.original"')"""
+TOP_FIELDS = ("ip", "user", "path", "user_agent")
+TOP_SAMPLE = 50_000  # the newest matching events that top_values counts over: a bounded cost at any size
 _PROP_MATCH = (
     "(CASE json_type(attributes, ?) WHEN 'text' THEN json_extract(attributes, ?)"
     " WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null'"
@@ -172,9 +175,11 @@ class Filters:
     since_ns: int | None = None
     until_ns: int | None = None
     prop: tuple[str, str] | None = None
+    path: str | None = None  # url.path, exactly
+    user_agent: str | None = None  # user_agent.original, exactly
 
     def __post_init__(self) -> None:
-        for name in ("name", "user", "ip"):
+        for name in ("name", "user", "ip", "path", "user_agent"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _filter_text(name, value))
@@ -605,6 +610,19 @@ class Store:
                 counts[min(bucket, buckets - 1)] += n  # only a width capped at 2**63-1 can overshoot
         return (start, width, counts)
 
+    def top_values(
+        self, filters: Filters = Filters(), *, limit: int = 10, sample: int = TOP_SAMPLE
+    ) -> dict[str, list[tuple[str, int]]]:
+        """The most frequent client addresses, user identifier values, paths and user agents of the matching
+        events (the newest ``sample`` of them), with their counts: most frequent first, then by value."""
+        where, params = _where(filters)
+        newest = f"SELECT id FROM events{_clause(where)} ORDER BY time_ns DESC, id DESC LIMIT ?"
+        with self._read() as conn:
+            return {
+                name: [(str(value), int(n)) for value, n in conn.execute(sql, [*params, sample, limit])]
+                for name, sql in top_queries(newest, _USER_AGENT, "?").items()
+            }
+
     def summary(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Per event name: how many, first and last time, distinct users and client addresses; most frequent first.
 
@@ -814,7 +832,28 @@ def _where(filters: Filters) -> tuple[list[str], list[Any]]:
         path = f'$."{PROPERTIES_PREFIX}{key}"'  # a parameter, and the key was checked: no quote can end it
         where.append(_PROP_MATCH)
         params += [path, path, path, value]
+    if filters.path is not None:
+        where.append("path = ?")
+        params.append(filters.path)
+    if filters.user_agent is not None:
+        where.append(f"{_USER_AGENT} = ?")
+        params.append(filters.user_agent)
     return where, params
+
+
+def top_queries(newest: str, user_agent: str, mark: str) -> dict[str, str]:
+    """The SQL of each ``top_values`` field over the ids that ``newest`` selects; SQLite and PostgreSQL differ
+    only in the placeholder ``mark`` and the ``user_agent`` expression."""
+    queries = {
+        "user": f"SELECT value, count(DISTINCT event_id) AS n FROM event_users WHERE event_id IN ({newest})"
+        f" GROUP BY value ORDER BY n DESC, value LIMIT {mark}"
+    }
+    for name, column in (("ip", "client_address"), ("path", "path"), ("user_agent", user_agent)):
+        queries[name] = (
+            f"SELECT v, count(*) AS n FROM (SELECT {column} AS v FROM events WHERE id IN ({newest})) AS picked"
+            f" WHERE v IS NOT NULL GROUP BY v ORDER BY n DESC, v LIMIT {mark}"
+        )
+    return {name: queries[name] for name in TOP_FIELDS}
 
 
 def _clause(where: list[str]) -> str:

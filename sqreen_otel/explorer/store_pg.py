@@ -41,6 +41,7 @@ from .store import (
     PROPERTIES_PREFIX,
     PRUNE_EVERY_ROWS,
     PRUNE_EVERY_SECONDS,
+    TOP_SAMPLE,
     UID_COLUMN,
     Clock,
     Event,
@@ -60,6 +61,7 @@ from .store import (
     check_duration,
     only_new,
     rows_of,
+    top_queries,
 )
 
 NO_FILTER = Filters()
@@ -127,6 +129,7 @@ _COPY_EVENTS = (
 _COPY_USERS = "COPY event_users (event_id, key, value) FROM STDIN"
 # A property compared as text: strings as they are, numbers and booleans as JSON writes them, null as 'null'.
 # query_attributes: the attributes without lone surrogates, which PostgreSQL's json refuses (only when they differ).
+_USER_AGENT = "(COALESCE(query_attributes, attributes)::json ->> 'user_agent.original')"
 _PROP_MATCH = (
     "COALESCE(COALESCE(query_attributes, attributes)::json ->> %s,"
     " CASE WHEN json_typeof(COALESCE(query_attributes, attributes)::json -> %s) = 'null' THEN 'null' END) = %s"
@@ -368,6 +371,18 @@ class PgStore:
                 counts[min(int(bucket), buckets - 1)] += n
         return (start, width, counts)
 
+    def top_values(
+        self, filters: Filters = NO_FILTER, *, limit: int = 10, sample: int = TOP_SAMPLE
+    ) -> dict[str, list[tuple[str, int]]]:
+        """As ``store.Store.top_values``."""
+        where, params = _where(filters)
+        newest = f"SELECT id FROM events{_clause(where)} ORDER BY time_ns DESC, id DESC LIMIT %s"
+        with self._tx(snapshot=True) as conn:
+            return {
+                field: [(str(value), int(n)) for value, n in conn.execute(sql, [*params, sample, limit])]
+                for field, sql in top_queries(newest, _USER_AGENT, "%s").items()
+            }
+
     def summary(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Per event name: how many, first and last time, distinct users and client addresses; most frequent first."""
         sql = (
@@ -502,6 +517,12 @@ def _where(filters: Filters) -> tuple[list[str], list[Any]]:
         key, value = filters.prop
         where.append(_PROP_MATCH)
         params += [PROPERTIES_PREFIX + key, PROPERTIES_PREFIX + key, value]
+    if filters.path is not None:
+        where.append("path = %s")
+        params.append(filters.path)
+    if filters.user_agent is not None:
+        where.append(f"{_USER_AGENT} = %s")
+        params.append(filters.user_agent)
     return where, params
 
 

@@ -33,11 +33,11 @@ from urllib.parse import urlencode
 
 from ..blocking import check_identifiers, check_network
 from . import chart
-from .store import MAX_FILTER_LENGTH, PROPERTIES_PREFIX, Event, Filters
+from .store import MAX_FILTER_LENGTH, PROPERTIES_PREFIX, TOP_SAMPLE, Event, Filters
 
 PAGE_SIZE = 50
 WINDOW_RECENT, WINDOW_ALL = "last 24 hours", "all time"  # the histogram's range without a time filter
-FILTER_KEYS = ("name", "user", "ip", "since", "until", "prop")
+FILTER_KEYS = ("name", "user", "ip", "since", "until", "prop", "path", "user_agent")
 ACTIONS = ("block_user", "block_ip", "unblock_user", "unblock_ip")
 DURATIONS = (("3600", "1 hour"), ("86400", "1 day"), ("604800", "7 days"), ("forever", "forever"))
 MAX_DURATION = 100 * 365 * 86400  # seconds; longer is "forever"
@@ -100,6 +100,11 @@ a:hover .bar{fill:var(--accent)}
 .hist{cursor:crosshair;user-select:none}
 .histhead{display:flex;justify-content:space-between;font-size:12px;margin:0 0 .2rem}
 .histhead .links a{margin-left:.8rem}
+.topvalues{display:grid;grid-template-columns:repeat(4,minmax(0,1fr));gap:.8rem;margin:0 0 .9rem}
+.topvalues h2{font-size:.9rem;margin:.4rem 0}
+table.top{border:0}
+table.top td{padding:.15rem .3rem;border:0;word-break:break-all}
+@media (max-width:1000px){.topvalues{grid-template-columns:repeat(2,minmax(0,1fr))}}
 .tick{fill:var(--muted);font-size:11px;font-family:system-ui,sans-serif}
 .prop{display:inline-block;margin-right:.6rem}
 .prop .k,.ident .k{color:var(--muted)}
@@ -365,6 +370,7 @@ def events_page(
     *,
     total: int | None = None,
     window: str = "",
+    top: Mapping[str, list[tuple[str, int]]] | None = None,
 ) -> str:
     """``/``: the filter form, the histogram, a page of events (newest first) and the link to older ones.
 
@@ -379,6 +385,8 @@ def events_page(
         _chips(current),
         _histogram(histogram, current, log=query.get("scale") == "log", window=window),
     ]
+    if top and total:
+        parts.append(_top_values(top, current, total))
     if events:
         parts.append(
             '<table class="events"><thead><tr><th>Time (UTC)</th><th>Event</th><th>User</th><th>Client IP</th>'
@@ -426,6 +434,7 @@ def _filter_form(events: list[Event], filters: Filters, current: Mapping[str, st
         + _time_input("From (UTC)", "since", filters.since_ns)
         + _time_input("Until (UTC)", "until", filters.until_ns)
         + text("Property", "prop", "key=value", ' class="w-s"')
+        + "".join(_hidden(key, current[key]) for key in ("path", "user_agent") if current.get(key))
         + '<button type="submit">Filter</button><a href="/">clear</a></form>'
     )
 
@@ -438,7 +447,8 @@ def _time_input(label: str, name: str, ns: int | None) -> str:
 def _chips(current: Mapping[str, str]) -> str:
     if not current:
         return ""
-    labels = {"name": "event", "user": "user", "ip": "IP", "since": "from", "until": "until", "prop": "property"}
+    labels = {"name": "event", "user": "user", "ip": "IP", "since": "from", "until": "until", "prop": "property",
+              "path": "path", "user_agent": "user agent"}  # fmt: skip
     chips = []
     for key, value in current.items():
         shown = value
@@ -524,6 +534,30 @@ def _histogram(
         f"{''.join(marks)}{''.join(bars)}"
         f'<rect class="sel" id="selection" x="0" y="{top_pad}" width="0" height="{chart_h}"/></svg>'
     )
+
+
+_TOP_TITLES = (("ip", "Client IPs"), ("user", "Users"), ("path", "Paths"), ("user_agent", "User agents"))
+
+
+def _top_values(top: Mapping[str, list[tuple[str, int]]], current: Mapping[str, str], total: int) -> str:
+    """The most frequent values of the matching events, each a link that adds it as a filter: the picture a
+    person needs to choose a playbook's threshold (how many failed logins does the busiest address make?)."""
+    cards = []
+    for field, title in _TOP_TITLES:
+        rows = top.get(field) or []
+        items = "".join(
+            f'<tr><td><a href="{_href("/", {**current, field: value})}" title="{_e(value)}">{_e(_cut(value, 48))}</a>'
+            f'</td><td class="num">{count:,}</td></tr>'
+            for value, count in rows
+        )
+        body = items or '<tr><td class="muted" colspan="2">none</td></tr>'
+        cards.append(f'<div class="card"><h2>{title}</h2><table class="top"><tbody>{body}</tbody></table></div>')
+    sampled = (
+        f'<p class="muted">Counted over the newest {TOP_SAMPLE:,} of the {total:,} matching events.</p>'
+        if total > TOP_SAMPLE
+        else ""
+    )
+    return f'<section class="topvalues" id="top-values">{"".join(cards)}</section>{sampled}'
 
 
 def _event_row(event: Event, current: Mapping[str, str]) -> str:
