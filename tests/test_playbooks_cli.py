@@ -36,6 +36,11 @@ def test_check_accepts_the_example_and_reports_line_and_field(tmp_path: Path) ->
     assert f"{bad}:{line}: playbooks[1].threshold.within: a duration is like" in done.stderr
     done = cli("check", str(tmp_path / "missing.yaml"))
     assert done.returncode == 1 and "cannot read" in done.stderr
+    moved = tmp_path / "moved.yaml"  # its benign events file is not beside it
+    moved.write_text(EXAMPLE.read_text())
+    done = cli("check", str(moved))
+    line = next(i for i, text in enumerate(moved.read_text().splitlines(), 1) if "a day of benign traffic" in text)
+    assert done.returncode == 1 and f"{moved}:{line}: tests: test 'a day of benign traffic" in done.stderr
 
 
 def test_test_runs_the_examples_and_fails_on_a_wrong_expectation(tmp_path: Path) -> None:

@@ -180,3 +180,10 @@ def test_yaml_tags_cannot_build_objects() -> None:
         """)
     with pytest.raises(PlaybookError, match="not valid YAML"):
         loads(text)
+
+
+def test_alias_bombs_are_refused() -> None:
+    lines = ["version: 1", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 12)]
+    with pytest.raises(PlaybookError, match="more than 200000 YAML values"):
+        loads("\n".join([*lines, "playbooks: []"]))

@@ -68,12 +68,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _check(playbooks: PlaybookSet) -> int:
+    tests = [(p.id, t) for p in playbooks.playbooks for t in p.tests] + [("tests", t) for t in playbooks.tests]
+    missing = [(where, t) for where, t in tests if t.file is not None and not os.path.isfile(t.file)]
+    for where, test in missing:
+        print(f"error: {playbooks.source}:{test.line}: {where}: test {test.name!r}: no events file {test.file}",
+              file=sys.stderr)  # fmt: skip
+    if missing:
+        return 1
     for name in playbooks.missing_env:
         print(f"warning: {playbooks.source}: environment variable {name} is not set (the server needs it)",
               file=sys.stderr)  # fmt: skip
     ids = ", ".join(f"{p.id} ({p.mode})" for p in playbooks.playbooks) or "none"
-    tests = sum(len(p.tests) for p in playbooks.playbooks) + len(playbooks.tests)
-    print(f"{playbooks.source}: OK: {len(playbooks.playbooks)} playbook(s): {ids}; {tests} test(s)")
+    print(f"{playbooks.source}: OK: {len(playbooks.playbooks)} playbook(s): {ids}; {len(tests)} test(s)")
     return 0
 
 

@@ -27,6 +27,7 @@ from .expr import ExpressionError, Where
 from .fields import check_field
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_NODES = 200_000
 MAX_PLAYBOOKS = 200
 MAX_GROUP_FIELDS = 4
 MAX_COUNT = 1_000_000
@@ -227,8 +228,12 @@ class _Node:
         self.value, self.line, self.path = value, line, path
 
 
-def _convert(node: yaml.Node, loader: yaml.SafeLoader, path: str) -> _Node:
+def _convert(node: yaml.Node, loader: yaml.SafeLoader, path: str, budget: list[int]) -> _Node:
+    """Nodes into ``_Node``s; ``budget`` counts down the nodes visited (aliases can repeat a subtree)."""
     line = node.start_mark.line + 1
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise PlaybookError(f"more than {MAX_NODES} YAML values (aliases repeating a subtree?)", line=line, field=path)
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in (_MAP_TAG, _SEQ_TAG):
         raise PlaybookError(f"not valid YAML: tag {node.tag!r} is not allowed", line=line, field=path)
     if isinstance(node, yaml.MappingNode):
@@ -240,10 +245,10 @@ def _convert(node: yaml.Node, loader: yaml.SafeLoader, path: str) -> _Node:
             sub = f"{path}.{key}" if path else key
             if key in out:
                 raise PlaybookError("duplicate key", line=key_node.start_mark.line + 1, field=sub)
-            out[key] = _convert(value_node, loader, sub)
+            out[key] = _convert(value_node, loader, sub, budget)
         return _Node(out, line, path)
     if isinstance(node, yaml.SequenceNode):
-        return _Node([_convert(n, loader, f"{path}[{i}]") for i, n in enumerate(node.value)], line, path)
+        return _Node([_convert(n, loader, f"{path}[{i}]", budget) for i, n in enumerate(node.value)], line, path)
     return _Node(loader.construct_object(node, deep=True), line, path)
 
 
@@ -602,7 +607,7 @@ def loads(
             root = loader.get_single_node()
             if root is None:
                 raise PlaybookError("the file is empty (expected version: 1 and playbooks:)", line=1, source=source)
-            tree = _convert(root, loader, "")
+            tree = _convert(root, loader, "", [MAX_NODES])
         finally:
             loader.dispose()
     except UnicodeDecodeError as exc:
