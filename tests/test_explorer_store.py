@@ -822,3 +822,21 @@ def test_pages_stop_at_a_byte_budget(store: Store) -> None:
     whole = store.events(limit=20)
     assert len(whole) == 10 and not whole.more
     assert store.after(0, limit=5).more and not store.after(5, limit=10).more
+
+
+def test_top_values_and_the_path_and_user_agent_filters(store: Store) -> None:
+    def hit(i: int, ip: str, path: str, agent: str, email: str) -> dict[str, Any]:
+        return event("login", BASE_NS + i, user={"email": email}, ip=ip,
+                     extra={"url.path": path, "user_agent.original": agent})  # fmt: skip
+
+    store.add([hit(i, "10.0.0.9", "/login", "stuffer/1.0", f"v{i % 3}@x.io") for i in range(6)])
+    store.add([hit(10 + i, f"10.0.0.{i + 1}", "/home", "Mozilla/5.0", "alice@x.io") for i in range(2)])
+    top = store.top_values()
+    assert top["ip"] == [("10.0.0.9", 6), ("10.0.0.1", 1), ("10.0.0.2", 1)]  # most frequent, then by value
+    assert top["user"] == [("alice@x.io", 2), ("v0@x.io", 2), ("v1@x.io", 2), ("v2@x.io", 2)]
+    assert top["path"] == [("/login", 6), ("/home", 2)]
+    assert top["user_agent"] == [("stuffer/1.0", 6), ("Mozilla/5.0", 2)]
+    assert store.top_values(limit=1, sample=2)["ip"] == [("10.0.0.1", 1)]  # the newest two events only
+    assert store.count(Filters(path="/home")) == 2 and store.count(Filters(user_agent="stuffer/1.0")) == 6
+    assert store.top_values(Filters(user_agent="Mozilla/5.0", path="/home"))["user"] == [("alice@x.io", 2)]
+    assert store.top_values(Filters(name="nothing")) == {"ip": [], "user": [], "path": [], "user_agent": []}
