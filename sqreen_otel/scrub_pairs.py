@@ -29,9 +29,11 @@ from collections.abc import Callable
 from .scrub_keys import PHRASES, split_words
 
 MAX_KEY = 100  # characters in a key name
-# Separators are rare, keys are not: the pass finds each separator, then the key that ends there.
-_SEPARATOR = re.compile(r"=>|:=|[=:]| is ")
-_KEY_BEFORE = re.compile(r"(?<![\w.%$@\[\]])(?P<key>[A-Za-z_$@][\w.\-\[\]%$@]{0,99})(?:\\?[\"'])?[ \t]*\Z")
+# Separators are rare, keys are not: the pass finds each separator ("=", ":", "=>", ":=", " is "), then
+# reads the key that ends there backwards, as one anchored match on the reversed text.
+_SEPARATOR = re.compile(r"[=:]")
+_KEY_REVERSED = re.compile(r"[ \t]*(?:[\"']\\?)?(?P<key>[\w.\-\[\]%$@]{1," + str(MAX_KEY) + "})")
+_KEY_START = re.compile(r"[A-Za-z_$@]")
 _BLANKS = re.compile(r"[ \t]*")
 _BARE = re.compile(r"[^\s&;,\"'<>)\]}]+")
 _BARE_IN_URL = re.compile(r"[^\s&;,\"'<>)\]}#]+")
@@ -154,17 +156,41 @@ def _phrase_key(text: str, key_start: int, key: str) -> str | None:
     return f"the {word}" if key.lower() in _COPULAS else f"{word} {key}"
 
 
+def _separators(text: str) -> list[tuple[int, int, str]]:
+    """``(start, end, separator)`` of each separator in ``text``, in order."""
+    found = []
+    for match in _SEPARATOR.finditer(text):
+        start = match.start()
+        if start and text[start - 1] in "=:":  # the second character of "=>"/":="/"==" is not one
+            continue
+        end = start + 2 if text[start + 1 : start + 2] in (">", "=") else start + 1
+        found.append((start, end, text[start:end] if end - start == 2 else match.group()))
+    if " is " in text:
+        index = text.find(" is ")
+        while index >= 0:
+            found.append((index, index + 4, " is "))
+            index = text.find(" is ", index + 1)
+        found.sort()
+    return found
+
+
 def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[tuple[int, int]]:
     """``(start, end)`` of each value of a sensitive key in ``text``."""
-    spans = []
-    for separator in _SEPARATOR.finditer(text):
-        found = _KEY_BEFORE.search(text, max(0, separator.start() - MAX_KEY - 8), separator.start())
+    spans: list[tuple[int, int]] = []
+    reversed_text = text[::-1]
+    length = len(text)
+    for sep_start, sep_end, sep in _separators(text):
+        found = _KEY_REVERSED.match(reversed_text, length - sep_start)
         if found is None:
             continue
-        key = found.group("key")
+        key_start = length - found.end("key")
+        if (key_start and (text[key_start - 1].isalnum() or text[key_start - 1] in "_.%$@[]")) or not (
+            _KEY_START.match(text, key_start)
+        ):
+            continue  # longer than MAX_KEY, or not a name ("2024-01-01T10:00")
+        key = text[key_start : length - found.start("key")]
         if "%" in key:
             key = urllib.parse.unquote_plus(key)
-        key_start = found.start("key")
         judged = sensitive(key)
         if not judged:
             phrase = _phrase_key(text, key_start, key)
@@ -173,14 +199,13 @@ def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[t
                 and sensitive(phrase)
                 and (phrase.startswith("the ") or split_words(phrase)[-2:] in PHRASES)
             )
-        sep = separator.group()
         # "arn:aws:secretsmanager:...:secret:name" chains names with colons: no pair there.
         if not judged or (sep == ":" and key_start and text[key_start - 1] == ":"):
             continue
-        blanks = _BLANKS.match(text, separator.end())
+        blanks = _BLANKS.match(text, sep_end)
         span = value_span(
             text,
-            blanks.end() if blanks else separator.end(),
+            blanks.end() if blanks else sep_end,
             colon=sep in (":", " is "),
             in_url=key_start > 0 and text[key_start - 1] in "?&#",
             line_start=_at_line_start(text, key_start),

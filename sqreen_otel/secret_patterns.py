@@ -32,10 +32,16 @@ class TokenRule:
     lower: bool = False
     placeholders: bool = True  # a run of 8 identical characters marks a placeholder (AKIAXXXXXXXX...)
     prefix: bool = False  # the gates are prefixes of a token that starts a word (most vendor tokens)
+    boundary: bool = False  # a match must not follow a letter or digit
 
     def spans(self, text: str) -> Iterator[tuple[int, int]]:
         group = "s" if "s" in self.pattern.groupindex else 0
         for match in self.pattern.finditer(text):
+            start = match.start()
+            # The word-boundary check is done here, not as a leading look-behind, which would keep the
+            # regex engine from jumping straight to the pattern's literal prefix.
+            if self.boundary and start and text[start - 1].isascii() and text[start - 1].isalnum():
+                continue
             if not (self.placeholders and _REPEATED.search(match.group(group))):
                 yield match.span(group)
 
@@ -55,7 +61,10 @@ def _rule(
     """A rule; by default one anchored at a word start (``_B``) has gates that are token prefixes."""
     if prefix is None:
         prefix = pattern.startswith(_B) and not lower
-    return TokenRule(name, gates, re.compile(pattern), lower, placeholders, prefix)
+    boundary = pattern.startswith(_B)
+    if boundary:  # checked in TokenRule.spans instead (see there)
+        pattern = pattern[len(_B) :]
+    return TokenRule(name, gates, re.compile(pattern), lower, placeholders, prefix, boundary)
 
 
 RULES: tuple[TokenRule, ...] = (
@@ -148,7 +157,7 @@ RULES: tuple[TokenRule, ...] = (
     _rule("google-api-key", ("AIza",), _B + r"AIza[0-9A-Za-z_-]{30,}"),
     _rule("google-oauth", ("GOCSPX-", "ya29."), _B + r"(?:GOCSPX-[A-Za-z0-9_-]{28}|ya29\.[0-9A-Za-z_-]{20,})"),
     # OpenAI ("sk-", "sk-proj-", "sk-svcacct-"), Anthropic ("sk-ant-"), DeepSeek...: with a digit.
-    _rule("sk-api-key", ("sk-",), _B + r"(?<![_-])sk-(?=[A-Za-z_-]*[0-9])[A-Za-z0-9_-]{20,}"),
+    _rule("sk-api-key", ("sk-",), _B + r"sk-(?<![_-]sk-)(?=[A-Za-z_-]*[0-9])[A-Za-z0-9_-]{20,}"),
     _rule("mapbox-secret", ("sk.eyJ",), _B + r"sk\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
     _rule("vault", ("hvs.", "hvb.", "hvr."), _B + r"hv[sbr]\.[A-Za-z0-9_-]{24,}"),
     _rule("digitalocean", ("dop_v1_", "doo_v1_", "dor_v1_"), _B + r"do[opr]_v1_[a-f0-9]{64}"),
@@ -186,7 +195,7 @@ RULES: tuple[TokenRule, ...] = (
         lower=True,
     ),
     # user:password@ in URLs (an empty user too: redis://:pw@host); neither part crosses a quote.
-    _rule("url-credentials", ("://",), r"(?<=[A-Za-z0-9])://(?P<s>[^\s/?#:@\"'<>]*:[^\s/?\"'<>]+)@"),
+    _rule("url-credentials", ("://",), r"://(?<=[A-Za-z0-9]://)(?P<s>[^\s/?#:@\"'<>]*:[^\s/?\"'<>]+)@"),
     # curl -u user:password, --user user:password.
     _rule(
         "curl-user",
@@ -204,9 +213,9 @@ RULES: tuple[TokenRule, ...] = (
 #   "-", ".", ":", "~"): each gate is written from its first rare character on, the letters before it
 #   as a look-behind ("eyJ" becomes "J(?<=eyJ)"), so the scan skips lower-case text at C speed;
 # * the case-insensitive gates (bearer, basic, token) are tested on the lower-cased text.
-# Runs of 15+ token characters (the shortest prefixed token: "xoxb-" and ten more), then the first
-# two characters of each word in such a run.
-_LONG_RUN = re.compile(r"[A-Za-z0-9_\-.~+/=:]{15,}")
+# A run of 15 token characters (the shortest prefixed token: "xoxb-" and ten more), then the first
+# two characters of each word.
+_LONG_RUN = re.compile(r"[A-Za-z0-9_\-.~+/=:]{15}")
 _WORD_STARTS = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{2}")
 _PREFIX_RULES: dict[str, tuple[TokenRule, ...]] = {}
 for _r in RULES:
@@ -237,9 +246,9 @@ def secret_spans(text: str) -> list[tuple[int, int]]:
     """``(start, end)`` of each part of ``text`` that a token rule matches (spans may overlap)."""
     spans: list[tuple[int, int]] = []
     seen: set[str] = set()
-    for run in _LONG_RUN.finditer(text):
-        for start in _WORD_STARTS.findall(text, run.start(), run.end()):
-            for rule in _PREFIX_RULES.get(start, ()):
+    if _LONG_RUN.search(text) is not None:
+        for start in _PREFIX_RULES.keys() & set(_WORD_STARTS.findall(text)):
+            for rule in _PREFIX_RULES[start]:
                 if rule.name not in seen and any(g in text for g in rule.gates):
                     seen.add(rule.name)
                     spans.extend(rule.spans(text))
