@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as _dt
 import hmac
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
+import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
@@ -34,6 +36,7 @@ Handler = Callable[[Request], Awaitable[Response]]
 MAX_FORM = 512 * 1024  # a pasted playbook file (the engine caps files lower)
 MAX_EVENTS_SHOWN = 100
 MAX_BACKTEST_DAYS = 90
+FORM_TIMEOUT = 30.0
 DAY_NS = 86400 * 10**9
 
 
@@ -337,13 +340,14 @@ def _report(report: Report) -> str:
 
 
 async def read_form(request: Request, limit: int = MAX_FORM) -> dict[str, str]:
-    """An urlencoded form, at most ``limit`` bytes; the first value of each field."""
+    """An urlencoded form, at most ``limit`` bytes within ``FORM_TIMEOUT``; the first value of each field."""
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ValueError(f"the form is over {limit} bytes")
-        chunks.append(chunk)
+    with anyio.fail_after(FORM_TIMEOUT):  # a TimeoutError: the app's guard answers 408
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ValueError(f"the form is over {limit} bytes")
+            chunks.append(chunk)
     try:
         pairs = parse_qsl(b"".join(chunks).decode("utf-8"), keep_blank_values=True, max_num_fields=16)
     except UnicodeDecodeError:
@@ -365,6 +369,7 @@ def routes(
 ) -> list[Route]:
     """The pages' routes, wrapped in the app's guards (token, Host, cross-site, content type)."""
     records = live.records if live is not None else (Records(store) if isinstance(store, Store) else None)
+    backtesting = threading.Lock()  # one backtest at a time: each reads the whole period
 
     def checked(form: Mapping[str, str]) -> Response | None:
         if not hmac.compare_digest(form.get("csrf", "").encode(), csrf.encode()):
@@ -478,7 +483,13 @@ def routes(
                 playbooks = live.playbooks
             else:
                 return html(backtest_page(csrf, since=since, error="paste a playbook file", have_live=have_live))
-            report = run_store(playbooks, store, since_ns=int((time.time() - seconds) * 1e9))  # type: ignore[arg-type]
+            if not backtesting.acquire(blocking=False):
+                busy = "another backtest is running; try again when it is done"
+                return html(backtest_page(csrf, since=since, text=text, error=busy, have_live=have_live))
+            try:
+                report = run_store(playbooks, store, since_ns=int((time.time() - seconds) * 1e9))  # type: ignore[arg-type]
+            finally:
+                backtesting.release()
             return html(backtest_page(csrf, since=since, text=text, report=report, have_live=have_live))
 
         return await run_in_threadpool(render)
