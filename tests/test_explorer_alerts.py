@@ -1,0 +1,110 @@
+"""Stored alerts and decisions (``explorer.alerts``) over a real SQLite store: what the feed serves, lifting,
+replays, hits, per-playbook counts, and the agents' limits."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from sqreen_otel.actions import parse_actions
+from sqreen_otel.explorer import alerts as alerts_module
+from sqreen_otel.explorer.alerts import Records, feed_document
+from sqreen_otel.explorer.playbooks import Alert, Decision
+from sqreen_otel.explorer.store import Store
+
+NOW = time.time()
+
+
+def alert(alert_id: str = "al1", playbook: str = "cs", *, count: int = 20, simulated: bool = False) -> Alert:
+    ns = int(NOW * 1e9)
+    return Alert(alert_id, playbook, {"client.address": "203.0.113.7"}, ns - 10**9, ns, list(range(1, count + 1)),
+                 count, simulated, "high", ns + 600 * 10**9)  # fmt: skip
+
+
+def decision(decision_id: str, *, ip: str | None = "203.0.113.7", user: dict[str, str] | None = None,
+             simulated: bool = False, start: float = NOW, duration: float = 3600, url: str | None = None,
+             alert_id: str = "al1") -> Decision:  # fmt: skip
+    action = ("redirect_" if url else "block_") + ("ip" if ip else "user")
+    return Decision(decision_id, alert_id, "cs", action, ip, user, url, duration, start, start + duration,  # type: ignore[arg-type]
+                    simulated)  # fmt: skip
+
+
+@pytest.fixture
+def records(tmp_path: Path) -> Records:
+    return Records(Store(tmp_path / "e.sqlite"))
+
+
+def test_the_feed_serves_decisions_in_force_with_their_ids(records: Records) -> None:
+    manual = records.store.add_action("block_user", user={"email": "m@x.io"})
+    records.record(
+        [alert(), alert("al2", simulated=True)],
+        [
+            decision("d1"),
+            decision("d2", ip=None, user={"email": "v@x.io"}, url="/verify"),
+            decision("d3", ip="198.51.100.1", simulated=True, alert_id="al2"),
+            decision("d4", ip="198.51.100.2", start=NOW - 7200),  # expired an hour ago
+        ],
+    )
+    document = feed_document(records.store, records)
+    assert [a["id"] for a in document["actions"]] == [manual, "d1", "d2"]
+    d1, d2 = document["actions"][1:]
+    assert d1 == {"id": "d1", "action": "block_ip", "ip": "203.0.113.7", "playbook": "cs", "alert": "al1",
+                  "expires_at": d1["expires_at"]}  # fmt: skip
+    assert d2["action"] == "redirect_user" and d2["user"] == {"email": "v@x.io"} and d2["url"] == "/verify"
+    assert parse_actions(alerts_module.json.dumps(document), "url")[2].url == "/verify"  # agents accept it
+
+
+def test_lifting_and_replays(records: Records) -> None:
+    records.record([alert()], [decision("d1"), decision("d2", ip="203.0.113.8")])
+    assert records.lift("d1") and not records.lift("d1") and not records.lift("nope")
+    assert [d["id"] for d in records.served()] == ["d2"]
+    records.record([alert(count=25)], [decision("d1"), decision("d2", ip="203.0.113.8")])  # the same ids replayed
+    assert [d["id"] for d in records.served()] == ["d2"]  # d1 stays lifted
+    (stored,) = records.alerts()
+    assert stored["count"] == 25 and len(stored["event_ids"]) == 25 and stored["status"] == "open"
+    assert [(d["id"], d["in_force"]) for d in stored["decisions"]] == [("d1", False), ("d2", True)]
+    assert records.lift_alert("al1") == ["d2"]
+    assert records.served() == [] and records.alert("al1")["status"] == "closed"  # type: ignore[index]
+    assert [d.id for d in records.in_force()] == []
+
+
+def test_hits_cursor_and_playbook_counts(records: Records) -> None:
+    records.record([alert(), alert("al2", simulated=True)], [decision("d1"), decision("d3", simulated=True)],
+                   hits={"d1": (3, 42)}, cursor=17)  # fmt: skip
+    records.record([], [], hits={"d1": (2, 40), "unknown": (1, 1)})
+    assert records.cursor() == 17
+    stats = records.playbook_stats()["cs"]
+    assert (stats["alerts_day"], stats["alerts_week"], stats["hits"], stats["active"], stats["simulated_active"]) == (
+        2, 2, 5, 1, 1,
+    )  # fmt: skip
+    assert sum(stats["per_day"]) == 2 and stats["per_day"][-1] == 2
+    (d1,) = [d for d in records.alerts()[0]["decisions"] + records.alerts()[1]["decisions"] if d["id"] == "d1"]
+    assert (d1["hits"], d1["last_hit_ns"]) == (5, 42)
+
+
+def test_a_decision_agents_would_reject_is_stored_lifted(records: Records, caplog: pytest.LogCaptureFixture) -> None:
+    records.record([alert()], [decision("bad", ip=None, user={"email": "x" * 300}), decision("ok")])
+    assert [d["id"] for d in records.served()] == ["ok"]
+    assert "cannot be served to agents" in caplog.text and "limited to 256 characters" in caplog.text
+    assert parse_actions(alerts_module.json.dumps(feed_document(records.store, records)), "url")
+
+
+def test_the_feed_stays_within_the_agents_limits(
+    records: Records, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(alerts_module, "MAX_ACTIONS", 3)
+    manual = records.store.add_action("block_ip", ip="192.0.2.1")
+    records.record([alert()], [decision(f"d{i}", ip=f"203.0.113.{i}", start=NOW + i) for i in range(5)])
+    with caplog.at_level(logging.ERROR):
+        document = feed_document(records.store, records)
+    assert [a["id"] for a in document["actions"]] == [manual, "d0", "d1"]  # the newest decisions are left out
+    assert "3 playbook decision(s) left out" in caplog.text
+
+
+def test_prune_forgets_old_alerts_and_long_expired_decisions(records: Records) -> None:
+    records.record([alert()], [decision("old", start=NOW - 40 * 86400)])
+    assert records.prune(30 * 86400) == 1  # the decision; the alert's last event is recent
+    assert records.alert("al1") is not None and records.alert("al1")["decisions"] == []  # type: ignore[index]
