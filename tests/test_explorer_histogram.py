@@ -221,3 +221,22 @@ def test_drag_across_the_histogram_sets_from_and_until(
     driver.save_screenshot(str(screenshots(tmp_path) / f"histogram-zoomed-{width}.png"))
     logs = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE" and entry["source"] != "network"]
     assert not logs, logs  # no CSP violation, no script error
+
+
+def test_summary_sparklines_share_the_last_24_hours(explorer: tuple[str, Store]) -> None:
+    url, store = explorer
+    now = time.time_ns()
+    store.add([event("login", now - (1 + i % 3) * H) for i in range(30)] + [event("reset", now - 20 * H)])
+    store.add([event("old.import", OLD)])  # outside the window: an empty sparkline, not a rescaled one
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        text = client.get(url + "/summary").text
+    assert "<th>Last 24 hours</th>" in text
+    lines = dict(re.findall(r'<a href="/\?name=([^"]+)">[^<]*</a></td><td class="num">[\d,]+</td><td>(.*?)</td>', text))
+    assert set(lines) == {"login", "reset", "old.import"}
+    assert "30 in the last 24 hours; at most " in lines["login"] and lines["login"].count('class="spark"') == 3
+    assert "1 in the last 24 hours" in lines["reset"] and lines["reset"].count('class="spark"') == 1
+    assert "0 in the last 24 hours" in lines["old.import"] and 'class="spark"' not in lines["old.import"]
+    # The bars of login (three hours) sit at the right end, reset's (20 hours ago) near the left.
+    login_x = [float(x) for x in re.findall(r'class="spark" x="([\d.]+)"', lines["login"])]
+    reset_x = [float(x) for x in re.findall(r'class="spark" x="([\d.]+)"', lines["reset"])]
+    assert min(login_x) >= 80 and reset_x[0] < 20  # 24 bars, 4 units apart

@@ -464,12 +464,16 @@ def test_event_detail(store: Store, client: TestClient) -> None:
 def test_summary_numbers(store: Store, client: TestClient) -> None:
     sample(store)
     summary = get_page(client, "/summary")
-    assert summary.rows[0] == ["Event", "Count", "First seen (UTC)", "Last seen (UTC)", "Users", "Client IPs"]
-    assert summary.rows[1:] == [
+    header = ["Event", "Count", "All time", "First seen (UTC)", "Last seen (UTC)", "Users", "Client IPs"]
+    assert summary.rows[0] == header  # the events are from 2023: the sparklines span all time
+    assert [row[:2] + row[3:] for row in summary.rows[1:]] == [
         ["sq.sdk.users.login", "3", "2023-11-14 22:13:20.000", "2023-11-14 22:13:23.000", "2", "2"],
         ["healthcheck", "1", "2023-11-14 22:13:24.000", "2023-11-14 22:13:24.000", "0", "0"],
         ["password_reset", "1", "2023-11-14 22:13:22.000", "2023-11-14 22:13:22.000", "1", "1"],
     ]
+    # One sparkline per name over the same window: its bars add up to the name's count.
+    assert summary.rows[1][2].startswith("3 over all time; at most ")
+    assert summary.rows[2][2].startswith("1 over all time; at most 1 in one of 24 equal intervals")
     assert any(parse_qs(urlsplit(a["href"]).query) == {"name": ["healthcheck"]} for a in summary.links)
     assert "5 events" in summary.all_text
 

@@ -149,6 +149,27 @@ def histogram_range(store: Storage, filters: Filters, query: Mapping[str, str]) 
     return recent, ui.WINDOW_RECENT
 
 
+SPARK_NAMES, SPARK_BUCKETS = 50, 24  # sparklines for the most frequent names: one indexed query each
+
+
+def sparklines(store: Storage, rows: list[dict[str, Any]]) -> tuple[dict[str, list[int]], str]:
+    """Per name of the summary, its counts over a window shared by all (so that they compare): the last 24
+    hours when they hold events, else the whole data's span; and that window's ``ui`` name."""
+    if not rows:
+        return {}, ""
+    now = time.time_ns()
+    if store.count(Filters(since_ns=now - RECENT_NS, until_ns=now + 1)):
+        start, end, window = now - RECENT_NS, now + 1, ui.WINDOW_RECENT
+    else:
+        start = min(int(row["first_ns"]) for row in rows)
+        end, window = max(int(row["last_ns"]) for row in rows) + 1, ui.WINDOW_ALL
+    named = [row["name"] for row in rows[:SPARK_NAMES] if row["name"]]  # an empty name would filter nothing
+    return {
+        name: store.histogram(Filters(name=name, since_ns=start, until_ns=end), buckets=SPARK_BUCKETS)[2]
+        for name in named
+    }, window
+
+
 def cursor_from(raw: str | None) -> tuple[int, int] | None:
     if not raw:
         return None
@@ -491,7 +512,12 @@ def create_app(store: Storage, *, token: str | None = None, live: Live | None = 
         return await off_loop(render)
 
     async def page_summary(request: Request) -> Response:
-        return await off_loop(lambda: html(ui.summary_page(store.summary(limit=MAX_SUMMARY_NAMES))))
+        def render() -> Response:
+            rows = store.summary(limit=MAX_SUMMARY_NAMES)
+            sparks, window = sparklines(store, rows)
+            return html(ui.summary_page(rows, sparks=sparks, window=window))
+
+        return await off_loop(render)
 
     async def page_actions(request: Request) -> Response:
         if request.method == "POST":

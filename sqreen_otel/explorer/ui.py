@@ -100,6 +100,8 @@ a:hover .bar{fill:var(--accent)}
 .hist{cursor:crosshair;user-select:none}
 .histhead{display:flex;justify-content:space-between;font-size:12px;margin:0 0 .2rem}
 .histhead .links a{margin-left:.8rem}
+.sparkline{display:block;width:6rem;height:1.3rem}
+.spark{fill:#6b90e3}
 .topvalues{display:grid;grid-template-columns:repeat(4,minmax(0,1fr));gap:.8rem;margin:0 0 .9rem}
 .topvalues h2{font-size:.9rem;margin:.4rem 0}
 table.top{border:0}
@@ -658,25 +660,47 @@ def event_page(event: Event, csrf: str) -> str:
 # -- summary, actions, 404 --------------------------------------------------------------------------
 
 
-def summary_page(rows: list[dict[str, Any]]) -> str:
-    """``/summary``: per event name, how many, first and last seen, distinct users and client IPs."""
+def summary_page(rows: list[dict[str, Any]], *, sparks: Mapping[str, list[int]] | None = None, window: str = "") -> str:
+    """``/summary``: per event name, how many, first and last seen, distinct users and client IPs, and a
+    sparkline of its counts over ``window`` (the same for every name, so that they compare)."""
     if not rows:
         return _page("Summary", "summary", '<h1>Summary</h1><p class="empty">No events yet.</p>')
+    sparks = sparks or {}
     body = "".join(
         f'<tr><td><a href="{_href("/", {"name": row["name"]})}">{_e(row["name"] or "(no name)")}</a></td>'
-        f'<td class="num">{int(row["count"]):,}</td>'
+        f'<td class="num">{int(row["count"]):,}</td><td>{_sparkline(sparks.get(row["name"]), window)}</td>'
         f'<td class="nowrap">{_time(int(row["first_ns"]))}</td><td class="nowrap">{_time(int(row["last_ns"]))}</td>'
         f'<td class="num">{int(row.get("users") or 0):,}</td>'
         f'<td class="num">{int(row.get("ips", row.get("client_addresses")) or 0):,}</td></tr>'
         for row in rows
     )
     table = (
-        '<table class="summary"><thead><tr><th>Event</th><th class="num">Count</th><th>First seen (UTC)</th>'
+        '<table class="summary"><thead><tr><th>Event</th><th class="num">Count</th>'
+        f"<th>{_e(window.capitalize() if window else 'Trend')}</th><th>First seen (UTC)</th>"
         '<th>Last seen (UTC)</th><th class="num">Users</th><th class="num">Client IPs</th></tr></thead>'
         f"<tbody>{body}</tbody></table>"
     )
     total = sum(int(row["count"]) for row in rows)
     return _page("Summary", "summary", f'<h1>Summary <span class="muted">{total:,} events</span></h1>{table}')
+
+
+def _sparkline(counts: list[int] | None, window: str) -> str:
+    """A name's counts as small bars, scaled to its own peak; its total and peak in the tooltip."""
+    if not counts:
+        return _NONE
+    top, width = max(counts), 4.0
+    bars = "".join(
+        f'<rect class="spark" x="{i * width:.0f}" y="{20 - max(1.0, n / top * 20):.1f}" width="{width - 1:.0f}" '
+        f'height="{max(1.0, n / top * 20):.1f}"/>'
+        for i, n in enumerate(counts)
+        if n
+    )
+    where = f"in the {window}" if window == WINDOW_RECENT else "over all time"
+    title = f"{sum(counts):,} {where}; at most {top:,} in one of {len(counts)} equal intervals"
+    return (
+        f'<svg class="sparkline" viewBox="0 0 {len(counts) * width:.0f} 20" role="img" aria-label="{_e(title)}">'
+        f"<title>{_e(title)}</title>{bars}</svg>"
+    )
 
 
 def actions_page(actions: list[dict[str, Any]], csrf: str, *, now: float | None = None) -> str:
