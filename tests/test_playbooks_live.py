@@ -173,6 +173,9 @@ def test_decisions_are_served_with_their_ids_lifted_and_counted(tmp_path: Path, 
             return '<td class="num hits">1</td>' in row
 
         wait_for(hits, "the hit count")
+        channels = http.get(url + "/playbooks", timeout=5).text.split('<table class="notifications">')[1]
+        soc = channels.split('data-id="soc">')[1].split("</tr>")[0]
+        assert '<td class="num sent">1</td>' in soc and '<td class="num failed">0</td>' in soc
 
         # Conditional polls, then the lift changes the list and its ETag.
         first = http.get(url + "/v1/actions", timeout=5)

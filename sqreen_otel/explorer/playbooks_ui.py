@@ -198,8 +198,27 @@ def playbooks_page(live: Live | None, stats: Mapping[str, Mapping[str, Any]], cs
         "<th>Last fired</th><th>Decisions in force</th><th>Hits</th><th>Groups held</th><th>Alerts per day (14 d)</th>"
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
         '<p><a href="/alerts">All alerts</a> \u00b7 <a href="/playbooks/backtest">Backtest on stored events</a></p>'
+        f"{_notifications(status.get('notifications') or {})}"
     )
     return _page("Playbooks", "playbooks", body)
+
+
+def _notifications(stats: Mapping[str, Mapping[str, int]]) -> str:
+    """Per channel: queued, sent, retried, failed, rate-limited (the failures are in the server's log)."""
+    if not stats:
+        return ""
+    outcomes = ("queued", "sent", "retried", "failed", "rate_limited", "queue_full", "unknown_channel")
+    head = "".join(f"<th>{_e(o.replace('_', ' '))}</th>" for o in outcomes)
+    rows = "".join(
+        f'<tr class="channel" data-id="{_e(name)}"><td>{_e(name)}</td>'
+        + "".join(f'<td class="num {o}">{counts.get(o, 0):,}</td>' for o in outcomes)
+        + "</tr>"
+        for name, counts in sorted(stats.items())
+    )
+    return (
+        f'<h2>Notifications</h2><table class="notifications"><thead><tr><th>Channel</th>{head}</tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
 
 
 def alerts_page(alerts: list[dict[str, Any]], playbook_id: str | None, csrf: str, now: float, more: bool) -> str:
