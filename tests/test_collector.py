@@ -178,6 +178,7 @@ class Collector:
 
     def __init__(self, binary: str, workdir: Path, explorer_url: str, queue: Path) -> None:
         self.port = free_port()
+        self.metrics_port = free_port()
         self.endpoint = f"http://{HOST}:{self.port}/v1/logs"
         self.log_path = workdir / f"otelcol-{self.port}.log"
         env = {
@@ -187,7 +188,7 @@ class Collector:
             "SQREEN_OTEL_COLLECTOR_HTTP": f"{HOST}:{self.port}",
             "SQREEN_OTEL_COLLECTOR_GRPC": f"{HOST}:{free_port()}",
             "SQREEN_OTEL_COLLECTOR_QUEUE": str(queue),
-            "SQREEN_OTEL_COLLECTOR_METRICS": str(free_port()),
+            "SQREEN_OTEL_COLLECTOR_METRICS": str(self.metrics_port),
         }
         self._log = open(self.log_path, "w+")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -206,6 +207,22 @@ class Collector:
 
     def log(self) -> str:
         return self.log_path.read_text()[-6000:]
+
+    def metric(self, name: str) -> float:
+        """One of the Collector's own metrics for the explorer exporter (Prometheus text on its metrics port)."""
+        text = http.get(f"http://{HOST}:{self.metrics_port}/metrics", timeout=5).text
+        label = '{data_type="logs",exporter="otlp_http/explorer"}' if name.endswith("queue_size") else None
+        for line in text.splitlines():
+            key, _, value = line.rpartition(" ")
+            if key.startswith(name + "{") and "otlp_http/explorer" in key and (label is None or key.endswith(label)):
+                return float(value)
+        return 0.0
+
+    def wait_metric(self, name: str, at_least: float, timeout: float = 60) -> float:
+        deadline = time.monotonic() + timeout
+        while (value := self.metric(name)) < at_least and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return value
 
     def stop(self) -> int:
         """SIGTERM, as systemd or Kubernetes stop it: the batch processor flushes into the queue on disk."""
@@ -339,14 +356,14 @@ def test_the_queue_on_disk_delivers_across_an_explorer_outage_and_a_collector_re
         assert len(wait_for(explorer, run, 40)) == 40
     # The explorer is down: the Collector accepts, queues on disk and retries.
     send_ours_via(first.endpoint, run, 80, start=40)
-    time.sleep(1.5)  # past the batch timeout: the batches are in the exporter's queue, retrying
+    assert first.wait_metric("otelcol_exporter_queue_size", 1) >= 1  # batched, queued on disk, retrying
     assert first.stop() == 0
     assert "connection refused" in first.log_path.read_text().lower()
     assert any(queue.iterdir()), "the queue directory is empty"
     second = Collector(otelcol, tmp_path, explorer, queue)  # the restarted Collector, same queue
     try:
         send_ours_via(second.endpoint, run, 40, start=120)
-        time.sleep(1.5)
+        assert second.wait_metric("otelcol_exporter_queue_size", 1) >= 1
         with serve(tmp_path, "--token", TOKEN, port=port):  # the explorer is back, same database
             events = wait_for(explorer, run, 160)
             assert second.stop() == 0
@@ -364,7 +381,8 @@ def test_official_python_exporter_through_the_collector_and_a_resend_is_stored_o
     with serve(tmp_path, "--token", TOKEN) as explorer, collector(otelcol, tmp_path, explorer, tmp_path / "q") as otel:
         run, count = new_run(), 50
         run_sender(sys.executable, __file__, "official", otel.endpoint, run, str(count), "2")
-        events = wait_for(explorer, run, 2 * count, timeout=15)  # give a duplicate time to show up
+        # Both copies delivered (the explorer answers after its commit), the application logs filtered out.
+        assert otel.wait_metric("otelcol_exporter_sent_log_records", 2 * count) == 2 * count
         assert otel.stop() == 0
         events = stored(explorer, run)
         assert app_logs(explorer, run) == []
