@@ -320,6 +320,7 @@ def test_our_exporter_through_the_collector_delivers_each_event_once_intact(otel
         with collector(otelcol, tmp_path, explorer, tmp_path / "queue") as otel:
             send_ours_via(otel.endpoint, run, count)
             events = wait_for(explorer, run, count)
+            assert otel.wait_metric("otelcol_exporter_sent_log_records", count) == count  # no application log
             assert otel.stop() == 0
         assert seqs(stored(explorer, run)) == list(range(count))  # all, once, after the Collector stopped
         assert app_logs(explorer, run) == []  # the application's logs were filtered out...
@@ -401,7 +402,8 @@ def test_official_javascript_exporter_through_the_collector(otelcol: str, node_m
         result = subprocess.run([node, str(JS / "send_logs.js"), otel.endpoint, run, str(count)],
                                 capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
         assert result.returncode == 0, result.stderr
-        events = wait_for(explorer, run, count)
+        wait_for(explorer, run, count)
+        assert otel.wait_metric("otelcol_exporter_sent_log_records", count) == count
         assert otel.stop() == 0
         events = stored(explorer, run)
         assert app_logs(explorer, run) == []
