@@ -3,6 +3,7 @@ replays, hits, per-playbook counts, and the agents' limits."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -108,3 +109,68 @@ def test_prune_forgets_old_alerts_and_long_expired_decisions(records: Records) -
     records.record([alert()], [decision("old", start=NOW - 40 * 86400)])
     assert records.prune(30 * 86400) == 1  # the decision; the alert's last event is recent
     assert records.alert("al1") is not None and records.alert("al1")["decisions"] == []  # type: ignore[index]
+
+
+# -- live evaluation equals the backtest on the same stored events ------------------------------------
+
+
+def attack_mix(now_ns: int) -> list[dict[str, object]]:
+    """Benign logins and signups around credential stuffing, signup spam and a brute force with a success."""
+    events: list[dict[str, object]] = []
+
+    def add(name: str, at_s: float, ip: str, email: str, **props: object) -> None:
+        attributes: dict[str, object] = {"client.address": ip, "sqreen.user.email": email}
+        attributes.update({f"sqreen.properties.{k}": v for k, v in props.items()})
+        at = now_ns + int(at_s * 1e9)
+        events.append({"name": name, "time_unix_nano": at, "observed_time_unix_nano": at, "attributes": attributes})
+
+    for i in range(200):  # benign: people logging in, sometimes mistyping, a few signups
+        add("sq.sdk.users.login", i * 3, f"198.51.100.{i % 50}", f"user{i % 40}@example.com", success=i % 7 != 0)
+        if i % 25 == 0:
+            add("sq.sdk.users.signup", i * 3 + 1, f"198.51.100.{i % 50}", f"new{i}@example.com")
+    for i in range(30):  # credential stuffing from two addresses
+        add("sq.sdk.users.login", 100 + i, "203.0.113.5", f"victim{i}@example.com", success=False)
+        add("sq.sdk.users.login", 400 + i, "203.0.113.6", f"prey{i}@example.com", success=False)
+    for i in range(8):  # signup spam
+        add("sq.sdk.users.signup", 200 + i * 5, "203.0.113.9", f"bot{i}@example.net")
+    for i in range(6):  # failures then a success on one account: takeover
+        add("sq.sdk.users.login", 300 + i * 10, f"192.0.2.{100 + i}", "ceo@example.com", success=False)
+    add("sq.sdk.users.login", 370, "192.0.2.150", "ceo@example.com", success=True)
+    return sorted(events, key=lambda e: e["time_unix_nano"])  # type: ignore[arg-type, return-value]
+
+
+def test_live_evaluation_equals_the_backtest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqreen_otel.explorer.live import Live
+    from sqreen_otel.explorer.playbooks.backtest import run_store
+
+    for name in ("SLACK_WEBHOOK_URL", "SOC_WEBHOOK_URL"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9/never")
+    monkeypatch.setenv("SOC_HMAC_KEY", "k")
+    playbooks = Path(__file__).resolve().parents[1] / "examples" / "playbooks.yaml"
+    store = Store(tmp_path / "e.sqlite")
+    live = Live(store, playbooks, poll_interval=0.05).start()
+    try:
+        assert live.wait_ready()
+        events = attack_mix(time.time_ns() - 3600 * 10**9)
+        for start in range(0, len(events), 37):  # committed in uneven batches, as ingest does
+            store.add(events[start : start + 37])
+        last = store.count()
+        deadline = time.monotonic() + 30
+        while live.status()["cursor"] < last:
+            assert time.monotonic() < deadline, live.status()
+            time.sleep(0.02)
+        stored = Records(store).alerts(limit=200)
+        report = run_store(live.playbooks, store)  # type: ignore[arg-type]
+    finally:
+        live.close()
+    by_playbook: dict[str, list[dict[str, object]]] = {}
+    for a in stored:
+        by_playbook.setdefault(str(a["playbook_id"]), []).append(a)
+    for playbook_id, r in report.playbooks.items():
+        mine = by_playbook.get(playbook_id, [])
+        assert len(mine) == r.alerts, playbook_id
+        decided = sorted(d["ip"] or json.dumps(d["user"], sort_keys=True, separators=(",", ":"))
+                         for a in mine for d in a["decisions"])  # type: ignore[attr-defined]  # fmt: skip
+        assert decided == sorted(t["target"] for t in r.targets for _ in range(t["decisions"])), playbook_id
+    fired = {pid for pid, r in report.playbooks.items() if r.alerts}
+    assert {"credential-stuffing", "signup-spam", "account-takeover"} <= fired
