@@ -320,7 +320,7 @@ def test_where_is_cel_with_missing_fields_unmatched_and_types_kept_apart() -> No
     assert [where.matches(ev) for ev in (yes, no, zero, missing, yes)] == [True, False, False, False, True]
     assert where.errors >= 1  # the missing key and the int/bool comparison are errors, counted
     assert where.native and where.evaluations == 1  # only the int/bool comparison went to cel-python
-    cached = Where("properties.success == false && size(user) >= 0")  # size(): cel-python, cached
+    cached = Where("properties.success == false ? true : false")  # a ternary: cel-python, cached
     assert not cached.native
     assert [cached.matches(ev) for ev in (yes, no, zero, missing, yes)] == [True, False, False, False, True]
     assert cached.evaluations == 4  # the second `yes` was a cache hit
@@ -393,3 +393,18 @@ def test_a_reload_keeps_the_state_of_unchanged_playbooks() -> None:
     assert [d.playbook_id for d in decisions] == ["a"]
     again = reloaded.reloaded(loads(changed))
     assert feed(again, [e.login(3 + i) for i in range(3)])[1] == []  # the block of a is still in force
+
+
+def test_a_block_that_lapses_during_the_incident_is_decided_again_escalated() -> None:
+    body = THRESHOLD.replace("within: 10s", "within: 10m").replace(
+        "{duration: 1m}", "{duration: 1m, escalate: {factor: 2}}"
+    )
+    e = Events()
+    alerts, decisions = feed(book(body), [e.login(t) for t in range(0, 301, 20)])  # one incident, 5 minutes
+    assert len(alerts) == 1 and alerts[0].count == 16
+    assert [(d.start - T0 / 1e9, d.duration, d.alert_id) for d in decisions] == [
+        (40, 60, alerts[0].id),
+        (100, 120, alerts[0].id),
+        (220, 240, alerts[0].id),
+    ]
+    assert len({d.id for d in decisions}) == 3

@@ -16,9 +16,10 @@ Semantics (the README's "Playbooks" section says the same for users):
 - Decisions: each response of ``then`` acts on the group (``target: group``) or on every distinct IP
   or user among the alert's events (``contributors``, also those joining later, up to
   ``max_targets`` per alert). A target with an active decision (``expires_at`` after the current
-  event time) gets no second one, from any playbook. ``escalate``: the duration is multiplied by
-  ``factor`` for each earlier decision against the same target that started within ``lookback``,
-  capped at ``max``.
+  event time) gets no second one, from any playbook; if its decision lapses while the incident
+  goes on (a block shorter than the window), the next event of the incident decides it again.
+  ``escalate``: the duration is multiplied by ``factor`` for each earlier decision against the
+  same target that started within ``lookback``, capped at ``max``.
 - Never acted on: the allowlist (IPs and networks; users whose identifiers include an entry's),
   loopback, private, link-local, CGNAT and unspecified addresses, and the trusted proxies. The
   documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24) are not private here, so
@@ -52,6 +53,7 @@ from .fields import MISSING, Accessor, EventLike, accessor
 from .spec import Action, Playbook, PlaybookSet
 
 MAX_ALERT_EVENTS = 1000
+_RETRY: Any = object()  # _decide: refused by the circuit breaker, to be tried again
 MAX_PROTECTED = 100
 MAX_HISTORY_TARGETS = 100_000
 MAX_HISTORY_PER_TARGET = 64
@@ -141,7 +143,7 @@ class _Group:
         self.state = state
         self.values = values  # the group_by fields' values, as the first event had them
         self.alert: Alert | None = None
-        self.decided: dict[int, set[str]] = {}  # action index -> targets decided (or refused) in this alert
+        self.decided: dict[int, dict[str, Decision | None]] = {}  # action index -> target -> decision (see _act)
 
 
 def _digest(*parts: Any) -> str:
@@ -433,38 +435,48 @@ class Engine:
         if len(alert.event_ids) < MAX_ALERT_EVENTS:
             alert.event_ids.append(event.id)
         self._updated[alert.id] = alert
-        if any(a.target == "contributors" for a in runner.playbook.actions):
+        if runner.playbook.actions:  # new contributors, and targets whose decision lapsed meanwhile
             self._act(runner, group, alert, [Hit(event.time_ns, event.id, event.client_address, event.user)])
 
     # -- decisions ---------------------------------------------------------------------------------
 
     def _act(self, runner: _Runner, group: _Group, alert: Alert, hits: list[Hit]) -> list[Decision]:
+        """Decisions for the alert's targets among ``hits`` (or its group).
+
+        ``group.decided`` remembers, per response, each target met in this incident: the decision in
+        force for it (ours or another playbook's) or ``None`` when it is spared. A target whose
+        decision lapsed while the incident goes on is decided again (escalated); one refused by the
+        circuit breaker is tried again on the next event.
+        """
         made: list[Decision] = []
+        now = self.now_ns / 1e9
         for index, action in enumerate(runner.playbook.actions):
-            decided = group.decided.setdefault(index, set())
+            decided = group.decided.setdefault(index, {})
             if action.target == "group":
-                if decided:
-                    continue
                 targets = [_group_target(action, alert.group)]
             else:
                 targets = [_hit_target(action, h) for h in hits]
             for ip, user in targets:
-                if len(decided) >= action.max_targets:
-                    break
                 if ip is None and not user:
                     continue
                 name = ip if ip is not None else _canonical_user(user or {})
                 if name in decided:
+                    known = decided[name]
+                    if known is None or known.expires_at > now:
+                        continue
+                elif len(decided) >= action.max_targets:
                     continue
-                decided.add(name)
-                decision = self._decide(runner, alert, action, ip, user, name)
-                if decision is not None:
-                    made.append(decision)
+                outcome = self._decide(runner, alert, action, ip, user, name)
+                if outcome is not _RETRY:
+                    decided[name] = outcome
+                    if outcome is not None and outcome.alert_id == alert.id and outcome.start == now:
+                        made.append(outcome)
         return made
 
     def _decide(
         self, runner: _Runner, alert: Alert, action: Action, ip: str | None, user: dict[str, Any] | None, name: str
-    ) -> Decision | None:
+    ) -> Any:
+        """A new decision; the one already in force for the target; None when it is spared; _RETRY (breaker)."""
         reason = self._protection(ip, user)
         if reason is not None:
             runner.stats["protected"] += 1
@@ -479,7 +491,7 @@ class Engine:
         active = self._active[simulated]
         if scope_name in active:
             self.counters["already_blocked"] += 1
-            return None
+            return active[scope_name]
         if len(active) >= self.max_active:
             self.counters["breaker_refusals"] += 1
             if not self._breaker_open[simulated]:
@@ -491,7 +503,7 @@ class Engine:
                     f"playbook {runner.playbook.id} makes no new decisions until some expire or are lifted"
                 )
                 self._result.notifications.append(NotifyRequest(channels, alert, (), "circuit_breaker", message))
-            return None
+            return _RETRY
         self._breaker_open[simulated] = False
         duration, previous = action.duration, 0
         if action.escalate is not None:
@@ -500,7 +512,7 @@ class Engine:
             duration = min(duration * action.escalate.factor**previous, action.escalate.max or float("inf"))
             duration = min(duration, 366 * 86400.0)
         decision = Decision(
-            id=_digest("decision", alert.id, action.type, scope_name),
+            id=_digest("decision", alert.id, action.type, scope_name, self.now_ns),
             alert_id=alert.id,
             playbook_id=runner.playbook.id,
             action=action.type,  # type: ignore[arg-type]
