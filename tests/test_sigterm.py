@@ -277,3 +277,60 @@ def test_gunicorn_worker_keeps_its_handler_and_delivers_at_graceful_exit(receive
             proc.kill()
             proc.wait(timeout=10)
     assert arrived(receiver) == list(range(20))
+
+
+# -- uvicorn ---------------------------------------------------------------------------------------
+
+ASGI_APP = """
+import signal
+import sqreen_otel
+
+sqreen_otel.configure()  # at import
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            done = "startup" if message["type"] == "lifespan.startup" else "shutdown"
+            await send({"type": f"lifespan.{done}.complete"})
+            if done == "shutdown":
+                return
+    handler = signal.getsignal(signal.SIGTERM)
+    sqreen_otel.track("uvicorn_evt", {"properties": {"i": int(scope["query_string"] or 0)}})
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": getattr(handler, "__module__", repr(handler)).encode()})
+"""
+
+
+def test_uvicorn_serves_with_its_handler_and_delivers_on_sigterm(receiver: Receiver, tmp_path: Path) -> None:
+    # uvicorn installs its handler for the graceful shutdown, then restores the one it found (ours,
+    # set at import) and raises the signal again: ours then delivers and the status stays SIGTERM's.
+    (tmp_path / "termasgi.py").write_text(ASGI_APP)
+    port = free_port()
+    settings = env(
+        SQREEN_OTEL_ENDPOINT=receiver.endpoint, SQREEN_OTEL_FLUSH_INTERVAL="60", SQREEN_OTEL_FIRST_SEEN_DELAY="off"
+    )
+    cmd = [str(BIN / "uvicorn"), "termasgi:app", "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+    log = tmp_path / "uvicorn.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=tmp_path, env=settings, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        session = requests.Session()
+        session.trust_env = False
+        answers = {session.get(f"http://127.0.0.1:{port}/?{i}", timeout=10).text for i in range(20)}
+        assert answers == {"uvicorn.server"}  # while serving, the server's handler is in place
+        assert receiver.events() == []
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert arrived(receiver) == list(range(20))
