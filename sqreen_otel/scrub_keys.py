@@ -33,11 +33,12 @@ DISTINCTIVE_TERMS = (
     "password", "passwort", "passphrase", "passcode", "secret", "token", "credential", "cookie", "csrf",
     "xsrf", "apikey", "accesskey", "privatekey", "authorization", "bearer", "signature", "sessionid",
     "sessid", "sessionkey", "sessiontoken", "creditcard", "cardnumber", "ccnumber", "connectionstring",
-    "authtoken", "authkey", "authcode", "refreshtoken", "passport",
+    "authtoken", "authkey", "authcode", "refreshtoken", "passport", "motdepasse", "contrasena", "contraseña",
+    "senha", "wachtwoord", "parola",
 )  # fmt: skip
 # Longer words that start with a distinctive term but are plain English or a count.
 NOT_CREDENTIAL_WORDS = re.compile(
-    r"tokeni[sz]|secretar|secreti|secretl|secrets?manager|cookiecutter|passports?(?:office|photo)|signatures?(?:version|method)"
+    r"tokeni[sz]|secretar|secreti|secretl|secrets?manager|cookiecutter|cookieless|passwordless|passports?(?:office|photo)|signatures?(?:version|method)"
 )
 # Joined lower-case names ending in a credential word ("stripetoken", "dbpassword", "clientsecret").
 SUFFIX_TERMS = ("password", "passwd", "passphrase", "passcode", "secret", "token", "apikey", "accesskey", "credentials")
@@ -57,13 +58,17 @@ PHRASES = frozenset(
         ("service", "key"), ("app", "key"), ("application", "key"), ("consumer", "key"), ("license", "key"),
         ("shared", "key"), ("storage", "key"), ("webhook", "key"), ("hmac", "key"), ("crypt", "key"),
         ("decryption", "key"), ("private", "keys"), ("api", "keys"), ("credit", "card"), ("code", "verifier"),
-        ("oauth", "verifier"), ("bank", "account"),
+        ("oauth", "verifier"), ("bank", "account"), ("sms", "code"), ("access", "code"), ("reset", "code"),
+        ("login", "code"), ("security", "answer"), ("mot", "de"),
     }
 )  # fmt: skip
 # Sensitive when the last word ("auth", "basic_auth", "user_session"; not "auth_provider", "session_count").
 LAST_WORD_TERMS = frozenset({"auth", "session", "sessions"})
 # Plurals that are counts unless a credential qualifier comes first ("max_tokens", "prompt_tokens").
 _COUNT_PLURALS = frozenset({"tokens"})
+# Tokens that are cursors, not credentials ("page_token", "nextPageToken", "sync_token").
+_CURSOR_WORDS = frozenset({"page", "continuation", "sync", "cursor", "resume", "pagination"})
+_CURSOR_JOINED = re.compile(r"(?:page|continuation|sync|cursor|resume|pagination)tokens?$")
 _TOKEN_QUALIFIERS = frozenset(
     {"access", "refresh", "auth", "api", "id", "bearer", "session", "csrf", "oauth", "device", "personal", "user"}
 )
@@ -128,6 +133,8 @@ def normalize_key(key: str) -> str:
 
 
 def _credential_word(word: str) -> bool:
+    if _CURSOR_JOINED.search(word):
+        return False
     if word in SHORT_TERMS:
         return True
     for term in DISTINCTIVE_TERMS:
@@ -159,7 +166,7 @@ def sensitive_words(words: tuple[str, ...]) -> bool:
     if not words:
         return False
     last = len(words) - 1
-    if last and words[0] in FLAG_WORDS:
+    if last and (words[0] in FLAG_WORDS or (words[last] == "token" and words[last - 1] in _CURSOR_WORDS)):
         return False
     if _credential_at(words, last) or words[last] in LAST_WORD_TERMS or words[-2:] in PHRASES:
         return True

@@ -41,8 +41,11 @@ _SCHEME = re.compile(r"(?i:bearer|basic|token|digest|negotiate|ntlm|bot|oauth)[ 
 _NEXT_PAIR = re.compile(r"[\s;&,][\w.\-\[\]%]+[ \t]*[=:]")
 _PLACEHOLDER = re.compile(
     r"(?:\$\{[^}]*\}|\$\(?[A-Za-z_][A-Za-z0-9_]*\)?|\{\{[^}]*\}\}|<[^<>]*>|%\(?\w*\)?s|\*+|x{3,}|X{3,}|\.\.\.|…"
-    r"|null|none|nil|undefined|true|false|True|False|None|NULL)"
+    r"|null|none|nil|undefined|true|false|True|False|None|NULL"
+    r"|(?i:your[\w-]*|[\w-]*_here|changeme|change_me|replace[_-]?me|redacted|dummy|example|placeholder))"
 )
+# Two lower-case words after a colon mid-line: a log message ("auth: user bob logged in").
+_PROSE_RUN = re.compile(r"[A-Za-z][a-z]* [a-z]+\b")
 # First words of prose after "Password:", "Token:" (messages, labels), never of a secret value.
 _PROSE = frozenset(
     {
@@ -133,10 +136,13 @@ def value_span(
                 end = start + len(text[start:line_end].rstrip())
         span = (start, end)
     value = text[span[0] : span[1]]
-    stripped = value.strip()
+    stripped = _SCHEME.sub("", value.strip(), count=1)  # "Bearer $TOKEN" is a placeholder too
     if not stripped or value.startswith(mask) or stripped.startswith(_TEMPLATES) or _PLACEHOLDER.fullmatch(stripped):
         return None
-    if colon and value.split(None, 1)[0].lower().strip(".,!") in _PROSE:
+    if colon and (
+        value.split(None, 1)[0].lower().strip(".,!") in _PROSE
+        or (not line_start and char.isalpha() and _PROSE_RUN.match(text, start) is not None)
+    ):
         return None
     return span
 
