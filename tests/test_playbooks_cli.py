@@ -154,3 +154,30 @@ def test_backtest_reads_an_exported_events_file(tmp_path: Path) -> None:
     events.write_text('{"name": "x", "timestamp": "2024-05-01T12:00:00Z", "colour": "red"}\n')
     done = cli("backtest", str(EXAMPLE), "--events", str(events))
     assert done.returncode == 1 and "colour" in done.stderr
+
+
+def test_test_events_take_the_explorer_field_names_too(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("""\
+version: 1
+playbooks:
+  - id: admin-probe
+    when: {where: "url.path.startsWith('/admin') && http.request.method == 'POST'"}
+    group_by: [client.address, user_agent.original]
+    threshold: {count: 3, within: 1m}
+    then:
+      - block_ip: {duration: 10m}
+    tests:
+      - name: explorer names
+        events:
+          - {name: request, client.address: 203.0.113.9, url.path: /admin/users, http.request.method: POST,
+             user_agent.original: curl/8, repeat: 3}
+        expect: {alerts: [{group: {client.address: 203.0.113.9, user_agent.original: curl/8}}], decisions: 1}
+      - name: short names
+        events:
+          - {name: request, ip: 203.0.113.9, path: /admin/users, method: GET, user_agent: curl/8, repeat: 3}
+        expect: {alerts: 0}
+""")
+    done = cli("test", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed, 0 failed" in done.stdout

@@ -41,6 +41,7 @@ MAX_LINE_BYTES = 1 << 20
 _EVENT_KEYS = {
     "name", "at", "time", "timestamp", "properties", "user", "user_identifiers", "ip", "client.address",
     "user_agent", "path", "method", "params", "resource", "attributes", "repeat", "every", "body", "action",
+    "user_agent.original", "url.path", "http.request.method",  # the explorer's field names work too
 }  # fmt: skip
 
 
@@ -160,9 +161,9 @@ def expand(specs: Iterator[Mapping[str, Any]] | list[Mapping[str, Any]], default
                     properties=item.get("properties"),
                     user=item.get("user", item.get("user_identifiers")),
                     ip=None if ip is None else str(ip),
-                    user_agent=item.get("user_agent"),
-                    path=item.get("path"),
-                    method=item.get("method"),
+                    user_agent=item.get("user_agent", item.get("user_agent.original")),
+                    path=item.get("path", item.get("url.path")),
+                    method=item.get("method", item.get("http.request.method")),
                     params=item.get("params"),
                     resource=item.get("resource"),
                     attributes=attributes,
