@@ -124,8 +124,18 @@ form.inline>span{align-self:center}
 table.actions td{vertical-align:middle}
 .cards{display:grid;grid-template-columns:1fr 1fr;gap:1rem;margin-top:1rem}
 h1 code{font-size:inherit}
-.w-m{width:9.6rem}
-.w-s{width:7.6rem}
+.w-l{width:13rem}
+.w-m{width:11rem}
+.w-s{width:8.6rem}
+::placeholder{color:#a3abb8;font-style:italic;opacity:1}
+form.rowblock{display:inline;margin-left:.35rem}
+form.rowblock button{font-size:11px;padding:0 .35rem;line-height:1.5}
+table.events{table-layout:fixed}
+table.events td{overflow-wrap:anywhere}
+.c-time{width:12.2rem}.c-name{width:15%}.c-user{width:19%}.c-ip{width:8.8rem}.c-req{width:14%}
+table.top td.num{white-space:nowrap;padding-left:.6rem}
+@media (max-width:900px){main{padding:.8rem .7rem 2rem}th,td{padding:.32rem .4rem}
+table.events td.nowrap{white-space:normal}.c-time{width:6.6rem}.c-ip{width:7.4rem}.c-user{width:18%}}
 input[type=datetime-local]{width:13.4rem}
 .empty{background:#fff;border:1px dashed #c5ccd6;padding:1.2rem;text-align:center;color:var(--muted)}
 """
@@ -391,9 +401,11 @@ def events_page(
         parts.append(_top_values(top, current, total))
     if events:
         parts.append(
-            '<table class="events"><thead><tr><th>Time (UTC)</th><th>Event</th><th>User</th><th>Client IP</th>'
+            '<table class="events"><colgroup><col class="c-time"><col class="c-name"><col class="c-user">'
+            '<col class="c-ip"><col class="c-req"><col></colgroup>'
+            "<thead><tr><th>Time (UTC)</th><th>Event</th><th>User</th><th>Client IP</th>"
             "<th>Request</th><th>Properties</th></tr></thead><tbody>"
-            + "".join(_event_row(event, current) for event in events)
+            + "".join(_event_row(event, current, csrf) for event in events)
             + "</tbody></table>"
         )
     elif current:
@@ -429,13 +441,13 @@ def _filter_form(events: list[Event], filters: Filters, current: Mapping[str, st
 
     return (
         '<form class="filters" id="filters" method="get" action="/">'
-        + text("Event name", "name", "any", ' list="event-names" class="w-m"')
+        + text("Event name", "name", "any name", ' list="event-names" class="w-l"')
         + f'<datalist id="event-names">{options}</datalist>'
-        + text("User identifier", "user", "alice@example.com", ' class="w-m"')
-        + text("Client IP", "ip", "203.0.113.7", ' class="w-s"')
+        + text("User identifier", "user", "e.g. alice@example.com", ' class="w-m"')
+        + text("Client IP", "ip", "e.g. 203.0.113.7", ' class="w-s"')
         + _time_input("From (UTC)", "since", filters.since_ns)
         + _time_input("Until (UTC)", "until", filters.until_ns)
-        + text("Property", "prop", "key=value", ' class="w-s"')
+        + text("Property", "prop", "e.g. plan=pro", ' class="w-s"')
         + "".join(_hidden(key, current[key]) for key in ("path", "user_agent") if current.get(key))
         + '<button type="submit">Filter</button><a href="/">clear</a></form>'
     )
@@ -562,7 +574,25 @@ def _top_values(top: Mapping[str, list[tuple[str, int]]], current: Mapping[str, 
     return f'<section class="topvalues" id="top-values">{"".join(cards)}</section>{sampled}'
 
 
-def _event_row(event: Event, current: Mapping[str, str]) -> str:
+_MASKED = ("[REDACTED]", "...[truncated]")  # the agent's default mask and cut marker
+
+
+def _filterable(value: str) -> bool:
+    """Not a value the scrubber masked or cut: filtering on it would find other events' masks, never this value."""
+    return not any(marker in value for marker in _MASKED)
+
+
+def _row_block(csrf: str, back: str, action: str, field: str, value: str) -> str:
+    """A list row's one-click block, for an hour (the event page offers other durations)."""
+    what = "this user" if action == "block_user" else "this IP"
+    return (
+        f'<form class="rowblock" method="post" action="/actions">{_hidden("csrf", csrf)}{_hidden("back", back)}'
+        f"{_hidden('action', action)}{_hidden(field, value)}{_hidden('duration', '3600')}"
+        f'<button type="submit" class="light" title="block {what} for an hour">block</button></form>'
+    )
+
+
+def _event_row(event: Event, current: Mapping[str, str], csrf: str = "") -> str:
     def pivot(key: str, value: str) -> str:
         return _href("/", {k: v for k, v in {**current, key: value}.items() if k != "before"})
 
@@ -587,19 +617,32 @@ def _event_row(event: Event, current: Mapping[str, str]) -> str:
     props = []
     for key, value in _properties(event.attributes).items():
         text = f'<span class="k">{_e(_cut(key, 40))}=</span>{_e(_cut(_scalar(value)))}'
-        if _PROP_KEY.fullmatch(key) and not isinstance(value, (dict, list)):
+        if _PROP_KEY.fullmatch(key) and not isinstance(value, (dict, list)) and _filterable(_scalar(value)):
             text = link("prop", f"{key}={_scalar(value)}", text)
         props.append(f'<span class="prop">{text}</span>')
-    name = link("name", event.name, _e(_cut(event.name or "(no name)")), ' class="name"')
+    # Long dotted names (sq.sdk.users.login) break after a dot in a narrow column, not inside a word.
+    name = link("name", event.name, _e(_cut(event.name or "(no name)")).replace(".", ".<wbr>"), ' class="name"')
+    if csrf:  # one-click blocks, except where the event is itself a block of that user or address
+        back = "/?" + urlencode(current) if current else "/"
+        if event.user and event.name not in _USER_REFUSALS:
+            identifiers = json.dumps(event.user, sort_keys=True, default=str)
+            user += " " + _row_block(csrf, back, "block_user", "user", identifiers)
+        if event.client_address and event.name not in _IP_REFUSALS:
+            ip += " " + _row_block(csrf, back, "block_ip", "ip", event.client_address)
     return (
         f'<tr><td class="nowrap"><a class="event-link" href="/events/{event.id}">{_time(event.time_ns)}</a></td>'
         f"<td>{name}</td>"
         f'<td>{user or _NONE}</td><td class="mono">{ip}</td><td>{request}</td>'
-        f"<td>{''.join(props)}</td></tr>"
+        f'<td class="props">{"".join(props)}</td></tr>'
     )
 
 
 # -- one event --------------------------------------------------------------------------------------
+
+
+_ACTION_ID = "sqreen.action.id"
+_USER_REFUSALS = frozenset({"sq.action.block_user", "sq.action.redirect_user"})  # the agent refused that user
+_IP_REFUSALS = frozenset({"sq.action.block_ip", "sq.action.redirect_ip"})  # ... or that client address
 
 
 def event_page(event: Event, csrf: str) -> str:
@@ -619,15 +662,25 @@ def event_page(event: Event, csrf: str) -> str:
         ("Span id", f'<code class="span-id">{_e(event.span_id)}</code>' if event.span_id else "\u2014"),
         ("Scope", f"<code>{_e(event.scope)}</code>" if event.scope else ""),
     ]
+    action_id = event.attributes.get(_ACTION_ID)
+    if isinstance(action_id, str) and action_id:
+        fields.insert(2, ("Action", f'<code class="action-id">{_e(action_id)}</code> \u00b7 '
+                                    '<a href="/actions">block list</a>'))  # fmt: skip
     respond = []
-    if event.user:
+    if event.name in _USER_REFUSALS or event.name in _IP_REFUSALS:
+        what = "user" if event.name in _USER_REFUSALS else "client IP"
+        respond.append(
+            f'<p class="what">This {what} was refused by action <code>{_e(action_id or "?")}</code>: lift or change '
+            'it on the <a href="/actions">block list</a>.</p>'
+        )
+    if event.user and event.name not in _USER_REFUSALS:
         first = _scalar(next(iter(sorted(event.user.items())))[1])
         respond.append(
             f'<p class="what">User <code>{_e(_cut(user_text, 120))}</code> \u00b7 '
             f'<a href="{_href("/", {"user": first})}">their events</a></p>'
             + _block_form(csrf, back, "block_user", "user", json.dumps(event.user, sort_keys=True, default=str))
         )
-    if event.client_address:
+    if event.client_address and event.name not in _IP_REFUSALS:
         respond.append(
             f'<p class="what">Client IP <code>{_e(event.client_address)}</code> \u00b7 '
             f'<a href="{_href("/", {"ip": event.client_address})}">events from this IP</a></p>'
