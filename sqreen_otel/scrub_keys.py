@@ -59,7 +59,8 @@ PHRASES = frozenset(
         ("shared", "key"), ("storage", "key"), ("webhook", "key"), ("hmac", "key"), ("crypt", "key"),
         ("decryption", "key"), ("private", "keys"), ("api", "keys"), ("credit", "card"), ("code", "verifier"),
         ("oauth", "verifier"), ("bank", "account"), ("sms", "code"), ("access", "code"), ("reset", "code"),
-        ("login", "code"), ("security", "answer"), ("mot", "de"),
+        ("login", "code"), ("security", "answer"), ("mot", "de"), ("factor", "code"), ("card", "verification"),
+        ("verification", "value"),
     }
 )  # fmt: skip
 # Sensitive when the last word ("auth", "basic_auth", "user_session"; not "auth_provider", "session_count").

@@ -41,9 +41,11 @@ _SCHEME = re.compile(r"(?i:bearer|basic|token|digest|negotiate|ntlm|bot|oauth)[ 
 _NEXT_PAIR = re.compile(r"[\s;&,][\w.\-\[\]%]+[ \t]*[=:]")
 _PLACEHOLDER = re.compile(
     r"(?:\$\{[^}]*\}|\$\(?[A-Za-z_][A-Za-z0-9_]*\)?|\{\{[^}]*\}\}|<[^<>]*>|%\(?\w*\)?s|\*+|x{3,}|X{3,}|\.\.\.|…"
-    r"|null|none|nil|undefined|true|false|True|False|None|NULL"
+    r"|null|none|nil|undefined|true|false|True|False|None|NULL|%[A-Za-z_]\w*%"
     r"|(?i:your[\w-]*|[\w-]*_here|changeme|change_me|replace[_-]?me|redacted|dummy|example|placeholder))"
 )
+# Code, not a value: "os.getenv(", "ENV[", "settings.SECRET_KEY", "process.env.DB_PASSWORD".
+_CODE = re.compile(r"[A-Za-z_$][\w$]*(?:(?:\.[A-Za-z_$][\w$]*)+[(\[]?|[(\[])")
 # Two lower-case words after a colon mid-line: a log message ("auth: user bob logged in").
 _PROSE_RUN = re.compile(r"[A-Za-z][a-z]* [a-z]+\b")
 # First words of prose after "Password:", "Token:" (messages, labels), never of a secret value.
@@ -128,7 +130,10 @@ def value_span(
         if bare is None:
             return None
         end = bare.end()
-        if line_start and not in_url and text[end : end + 1] in (" ", "\t"):
+        if scheme and not in_url and "=" in bare.group():  # "Digest username=..., response=...": all of it
+            line_end = text.find("\n", end)
+            end = len(text) if line_end < 0 else line_end
+        elif line_start and not in_url and text[end : end + 1] in (" ", "\t"):
             line_end = text.find("\n", end)
             line_end = len(text) if line_end < 0 else line_end
             rest = text[end:line_end]
@@ -138,6 +143,8 @@ def value_span(
     value = text[span[0] : span[1]]
     stripped = _SCHEME.sub("", value.strip(), count=1)  # "Bearer $TOKEN" is a placeholder too
     if not stripped or value.startswith(mask) or stripped.startswith(_TEMPLATES) or _PLACEHOLDER.fullmatch(stripped):
+        return None
+    if char not in "\"'" and _CODE.fullmatch(stripped):
         return None
     if colon and (
         value.split(None, 1)[0].lower().strip(".,!") in _PROSE
