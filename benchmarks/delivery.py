@@ -8,6 +8,7 @@ Each scenario runs a real interpreter process per side, exporting to a Receiver 
 - SIGTERM: 5,000 events queued (60 s heartbeat), then SIGTERM: how many arrived.
 - slow backend: 5,000 events, exporter timeout 0.5 s, the backend answers the first 3 requests after
   1 s (it stores them): copies stored, distinct events, and what the process counted.
+- always slow: every answer after the timeout, the process gives up at shutdown: stored vs counted.
 - recovery: backend down, 200 events, backend back after 3 s: seconds until all arrived (60 s heartbeat).
 - track() while the backend is down, memory queue vs spool (this tree only): µs per call.
 Not a test: timings on a shared machine; read them side by side.
@@ -107,6 +108,34 @@ def slow_backend(tree: Path) -> dict[str, Any]:
         }
 
 
+def always_slow(tree: Path) -> dict[str, Any]:
+    """Every answer later than the timeout; the process gives up at shutdown: what did it count?"""
+    with Receiver() as rx:
+        rx.delay_next(1.0, times=1000)
+        out = subprocess.run(
+            script(f"""
+            import json, sqreen_otel
+            sqreen_otel.configure(endpoint={rx.endpoint!r}, timeout=0.3, flush_interval=60, first_seen_delay=None,
+                                  max_export_batch_size=500, shutdown_timeout=2)
+            for i in range(2000):
+                sqreen_otel.track("evt", {{"properties": {{"i": i}}}})
+            sqreen_otel.shutdown()
+            print(json.dumps(sqreen_otel.stats()))
+            """),
+            env=env(tree),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        time.sleep(1.5)
+        stats = json.loads(out.stdout)
+        return {
+            "stored (distinct)": len({e["attributes"]["sqreen.properties.i"] for e in rx.events()}),
+            "counted dropped": sum(stats["dropped"].values()),
+            "counted uncertain": stats.get("uncertain", "-"),
+        }
+
+
 def recovery(tree: Path) -> float:
     rx = Receiver().start()
     endpoint = rx.endpoint
@@ -180,6 +209,9 @@ def main() -> None:
         new, base = slow_backend(REPO), slow_backend(old)
         for key in ("stored", "distinct", "distinct_uids", "exported", "dropped", "uncertain"):
             rows.append((f"slow backend, {N:,} events: {key}", str(new[key]), str(base[key])))
+        new, base = always_slow(REPO), always_slow(old)
+        for key in new:
+            rows.append((f"backend always slower than the timeout, 2,000 events: {key}", str(new[key]), str(base[key])))
         rows.append(
             ("recovery after a 3 s outage (s, 60 s heartbeat)", f"{recovery(REPO):.1f}", f"{recovery(old):.1f}")
         )
