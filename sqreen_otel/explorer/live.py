@@ -28,12 +28,13 @@ from .alerts import Records
 from .notify import Notifier, SMTPConfig
 from .playbooks import Engine, NotifyRequest, PlaybookError, PlaybookSet, Result, load
 from .playbooks.backtest import stored_events
-from .store import Event, Store
+from .store import _COLUMNS, Event, Store, _event
 
 logger = logging.getLogger("sqreen_otel.explorer")
 
 PAGE = 500
 ACTION_EVENT_PREFIX = "sq.action."
+ACTION_PREFIX_END = "sq.action/"  # "/" follows "." in code point order: name >= "sq.action." AND < this
 MAX_NOTIFY_EVENTS = 20  # event ids listed in a notification
 
 
@@ -167,17 +168,39 @@ class Live:
             self._wake.wait(self.poll_interval)
             self._wake.clear()
 
+    def _read(self) -> tuple[list[Event], int]:
+        """The next events after the cursor that a playbook or the hit counts read, and the new cursor.
+
+        Events of other names are skipped in SQL (the engine would drop them by name anyway, so the
+        outcome is the same as feeding it everything), which saves decoding them.
+        """
+        names = self._names
+        if names is None:
+            page = self.store.after(self._cursor, limit=PAGE)
+            return list(page), page[-1].id if page else self._cursor
+        conn = self.store._conn()
+        upto = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        if upto <= self._cursor:
+            return [], self._cursor
+        marks = ",".join("?" * len(names))
+        sql = (
+            f"SELECT {_COLUMNS} FROM events WHERE id > ? AND id <= ?"
+            f" AND (+name IN ({marks}) OR (+name >= ? AND +name < ?)) ORDER BY id LIMIT ?"
+        )  # "+name": walk the id range, never the name index (which would sort every stored event of those names)
+        rows = conn.execute(sql, (self._cursor, upto, *names, ACTION_EVENT_PREFIX, ACTION_PREFIX_END, PAGE))
+        events = [_event(row) for row in rows]
+        return events, events[-1].id if len(events) == PAGE else upto
+
     def _step(self) -> bool:
         """Evaluate the next page after the cursor; ``True`` when a full page was read (more may wait)."""
         engine = self.engine
         if engine is None:
             return False
-        page = self.store.after(self._cursor, limit=PAGE)
-        if not page:
+        page, cursor = self._read()
+        if cursor == self._cursor:
             return False
         result = engine.process(page)
         hits = _hits(page)
-        cursor = page[-1].id
         self.records.record(result.alerts_opened + result.alerts_updated, result.decisions, hits=hits, cursor=cursor)
         self._cursor = cursor
         self.counters["events"] += len(page)
@@ -188,6 +211,21 @@ class Live:
         for request in result.notifications:
             self._notify(request)
         return len(page) >= PAGE
+
+    @property
+    def _names(self) -> tuple[str, ...] | None:
+        """The event names the playbooks in force read, or ``None`` when one of them reads every name."""
+        playbooks = self.playbooks
+        if playbooks is None:
+            return None
+        names: set[str] = set()
+        for playbook in playbooks.playbooks:
+            if playbook.mode == "off":
+                continue
+            if not playbook.events:
+                return None
+            names.update(playbook.events)
+        return tuple(sorted(names))
 
     def _rebuild(self, *, first: bool) -> None:
         """A fresh engine for the current playbooks, its state replayed from the stored events."""
