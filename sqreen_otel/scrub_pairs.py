@@ -155,6 +155,8 @@ def value_span(
 
 
 _COPULAS = frozenset({"is", "was", "are", "were"})
+# Last words of the two-word names ("key" in "api key"): only these send the pass back a word.
+_PHRASE_TAILS = _COPULAS | {second for _, second in PHRASES}
 
 
 def _phrase_key(text: str, key_start: int, key: str) -> str | None:
@@ -205,7 +207,7 @@ def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[t
         if "%" in key:
             key = urllib.parse.unquote_plus(key)
         judged = sensitive(key)
-        if not judged:
+        if not judged and key.lower() in _PHRASE_TAILS:
             phrase = _phrase_key(text, key_start, key)
             judged = (
                 phrase is not None
