@@ -174,3 +174,23 @@ def test_live_evaluation_equals_the_backtest(tmp_path: Path, monkeypatch: pytest
         assert decided == sorted(t["target"] for t in r.targets for _ in range(t["decisions"])), playbook_id
     fired = {pid for pid, r in report.playbooks.items() if r.alerts}
     assert {"credential-stuffing", "signup-spam", "account-takeover"} <= fired
+
+
+def test_the_feed_body_is_reused_until_something_changes(tmp_path: Path) -> None:
+    now = [NOW]
+    store = Store(tmp_path / "e.sqlite")
+    records = Records(store, clock=lambda: now[0])
+    records.record([alert()], [decision("d1"), decision("d2", ip="203.0.113.8", duration=60)])
+    first = alerts_module.feed_body(store, records)
+    assert first == json.dumps(feed_document(store, records), sort_keys=True).encode()
+    assert alerts_module.feed_body(store, records) is first  # nothing changed: the same bytes, not rebuilt
+    now[0] += 120  # d2 expired
+    expired = alerts_module.feed_body(store, records)
+    assert [a["id"] for a in json.loads(expired)["actions"]] == ["d1"]
+    manual = store.add_action("block_ip", ip="192.0.2.1")
+    added = alerts_module.feed_body(store, records)
+    assert [a["id"] for a in json.loads(added)["actions"]] == [manual, "d1"]
+    records.lift("d1")
+    assert [a["id"] for a in json.loads(alerts_module.feed_body(store, records))["actions"]] == [manual]
+    records.record([], [decision("d3", ip="203.0.113.9", start=now[0])])
+    assert [a["id"] for a in json.loads(alerts_module.feed_body(store, records))["actions"]] == [manual, "d3"]

@@ -45,7 +45,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from . import otlp, playbooks_ui, ui
-from .alerts import feed_document
+from .alerts import feed_body
 from .server import tally
 from .storage import Storage
 from .store import Event, Filters
@@ -408,7 +408,7 @@ def create_app(store: Storage, *, token: str | None = None, live: Live | None = 
 
     async def actions_feed(request: Request) -> Response:
         records = live.records if live is not None else None
-        body = await run_in_threadpool(lambda: json.dumps(feed_document(store, records), sort_keys=True).encode())
+        body = await run_in_threadpool(feed_body, store, records)  # cached between changes
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
