@@ -15,8 +15,9 @@ without running ``atexit``: the whole queue would be lost, uncounted. ``configur
 
 A handler the application installs *after* ``configure()`` replaces ours (Python keeps one handler
 per signal); if it calls the one it replaced, ours runs then. The work runs in a helper thread that
-the handler waits for, bounded by ``shutdown_timeout``: the interrupted main thread may hold the
-processor's lock, and a handler must never deadlock the process it is stopping.
+the handler waits for, bounded by ``shutdown_timeout``. When the signal interrupted the main thread
+inside the processor (where it may hold the queue's lock), the handler does not wait: it returns,
+the main thread goes on and releases the lock, and the helper sends the signal again once done.
 """
 
 from __future__ import annotations
@@ -46,27 +47,52 @@ class TermHandler:
         self.shutdown = shutdown
         self.flush = flush
         self.timeout = timeout
+        self._ready = threading.Event()  # deferred work done: the next delivery finishes
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if callable(self.previous):  # the application's handler decides; deliver what is queued first
-            _bounded(self.flush, self.timeout())
+        work = self.flush if callable(self.previous) else self.shutdown
+        if self._ready.is_set():
+            self._ready.clear()
+        elif _in_our_queue(frame):
+            # The main thread was stopped inside the processor, maybe holding its lock: waiting here
+            # for the flush would wait for ourselves. Let it go on; the helper signals again when done.
+            _start(work, self._redeliver, signum)
+            return
+        else:
+            _start(work, None, signum).join(self.timeout() + 2.0)
+        if callable(self.previous):  # the application's handler decides what happens next
             self.previous(signum, frame)
             return
-        _bounded(self.shutdown, self.timeout())
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)  # die of the signal, as without us
 
+    def _redeliver(self, signum: int) -> None:
+        self._ready.set()
+        os.kill(os.getpid(), signum)
 
-def _bounded(work: Callable[[], None], timeout: float) -> None:
+
+def _in_our_queue(frame: FrameType | None) -> bool:
+    """Whether the interrupted main thread is inside the processor (where it may hold the queue's lock)."""
+    depth = 0
+    while frame is not None and depth < 64:
+        if frame.f_globals.get("__name__") == "sqreen_otel.processor":
+            return True
+        frame, depth = frame.f_back, depth + 1
+    return False
+
+
+def _start(work: Callable[[], None], then: Callable[[int], None] | None, signum: int) -> threading.Thread:
     def run() -> None:
         try:
             work()
         except Exception:  # never raise into the application's signal path
             logger.exception("sqreen_otel could not flush on SIGTERM")
+        if then is not None:
+            then(signum)
 
     thread = threading.Thread(target=run, name="sqreen_otel.sigterm", daemon=True)
     thread.start()
-    thread.join(timeout + 1.0)
+    return thread
 
 
 def install(shutdown: Callable[[], None], flush: Callable[[], None], timeout: Callable[[], float]) -> str:

@@ -150,6 +150,22 @@ def test_handler_installed_after_configure_that_calls_the_previous_one(receiver:
     assert arrived(receiver) == list(range(N))
 
 
+def test_sigterm_while_the_main_thread_holds_the_queue_lock(receiver: Receiver) -> None:
+    # stats() runs under the processor's lock, so the signal most likely lands while it is held: the
+    # handler must not wait for a flush that needs that lock (it would wait shutdown_timeout, then lose all).
+    proc = start(
+        "CONFIGURE\n",
+        receiver,
+        tail=TRACK.replace("time.sleep(60)", "while True:\n    sqreen_otel.stats()"),
+    )
+    time.sleep(0.2)
+    start_time = time.monotonic()
+    status, out, err = terminate(proc)
+    assert status == -signal.SIGTERM, (out, err)
+    assert time.monotonic() - start_time < 4  # not shutdown_timeout (5 s) plus a join
+    assert arrived(receiver) == list(range(N))
+
+
 def test_backend_down_at_sigterm_counts_the_rest_as_shutdown(receiver: Receiver) -> None:
     receiver.stop()  # refused from now on
     proc = start("CONFIGURE\n" + TRACK, receiver, shutdown_timeout=0.5)
