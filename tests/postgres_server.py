@@ -73,12 +73,20 @@ class Server:
     def start(self) -> Server:
         initdb, pg_ctl = str(self.bindir / "initdb"), str(self.bindir / "pg_ctl")
         self._run(initdb, "-D", str(self.data), "-U", self.user, "-A", "trust", "-E", "UTF8", "--no-sync")
-        options = (
+        log = str(self.root / "server.log")
+        self._run(pg_ctl, "-D", str(self.data), "-l", log, "-o", self._options(), "-w", "start")
+        return self
+
+    def _options(self) -> str:
+        return (
             f"-h {HOST} -p {self.port} -k {self.root}"  # loopback and a socket folder of our own
             " -c synchronous_commit=off -c max_connections=200 -c shared_buffers=128MB"
         )
-        self._run(pg_ctl, "-D", str(self.data), "-l", str(self.root / "server.log"), "-o", options, "-w", "start")
-        return self
+
+    def restart(self) -> None:
+        """Stop (closing every connection) and start again on the same port and data."""
+        log = str(self.root / "server.log")
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", log, "-m", "fast", "-w", "restart")
 
     def stop(self) -> None:
         with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):

@@ -202,3 +202,13 @@ def test_values_that_look_like_sql_or_json_paths_are_only_values(store: PgStore)
 def test_a_password_is_not_shown_in_the_store_path(pg: Server) -> None:
     with PgStore(pg.url().replace("postgres@", "postgres:s3cret@")) as store:
         assert "s3cret" not in store.path
+
+
+def test_a_postgresql_restart_costs_one_failed_call_then_the_store_reconnects(clock: Clock) -> None:
+    with Server() as server, PgStore(server.new_url(), clock=clock) as store:
+        assert store.add([event()]) == 1
+        server.restart()  # pg_ctl restart keeps the options of the running server
+        with pytest.raises(psycopg.OperationalError):
+            store.add([event()])  # this thread's connection was closed by the server: the caller answers 503
+        assert store.add([event()]) == 1
+        assert store.count() == 2
