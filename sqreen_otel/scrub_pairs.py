@@ -29,6 +29,8 @@ from collections.abc import Callable
 from .scrub_keys import PHRASES, split_words
 
 MAX_KEY = 100  # characters in a key name
+MAX_LINE_VALUE = 4096  # characters of a value that runs to the end of its line
+_LEADER_WINDOW = 16  # characters looked back for a line leader
 # Separators are rare, keys are not: the pass finds each separator ("=", ":", "=>", ":=", " is "), then
 # reads the key that ends there backwards, as one anchored match on the reversed text.
 _SEPARATOR = re.compile(r"[=:]")
@@ -105,8 +107,20 @@ def _quoted_end(text: str, start: int, quote: str) -> int:
 
 
 def _at_line_start(text: str, key_start: int) -> bool:
-    line_start = text.rfind("\n", 0, key_start) + 1
-    return text[line_start:key_start].strip().strip("\"'") in _LINE_LEADERS
+    """Whether only a leader ("export", "- "...) is before the key on its line (a bounded look-back,
+    so that a long line with many keys stays linear)."""
+    window = max(0, key_start - _LEADER_WINDOW)
+    newline = text.rfind("\n", window, key_start)
+    if newline < 0 and window > 0:
+        return False
+    return text[newline + 1 : key_start].strip().strip("\"'") in _LINE_LEADERS
+
+
+def _line_end(text: str, start: int) -> int:
+    """End of the line at ``start``, at most ``MAX_LINE_VALUE`` characters on."""
+    limit = min(len(text), start + MAX_LINE_VALUE)
+    end = text.find("\n", start, limit)
+    return limit if end < 0 else end
 
 
 def value_span(
@@ -131,11 +145,9 @@ def value_span(
             return None
         end = bare.end()
         if scheme and not in_url and "=" in bare.group():  # "Digest username=..., response=...": all of it
-            line_end = text.find("\n", end)
-            end = len(text) if line_end < 0 else line_end
+            end = max(end, _line_end(text, end))
         elif line_start and not in_url and text[end : end + 1] in (" ", "\t"):
-            line_end = text.find("\n", end)
-            line_end = len(text) if line_end < 0 else line_end
+            line_end = _line_end(text, end)
             rest = text[end:line_end]
             if rest.strip() and not _NEXT_PAIR.search(rest):
                 end = start + len(text[start:line_end].rstrip())
@@ -164,7 +176,7 @@ def _phrase_key(text: str, key_start: int, key: str) -> str | None:
     In ``"the secret is: ..."`` the word before is the key."""
     if key_start < 2 or text[key_start - 1] != " ":
         return None
-    before = text.rfind(" ", 0, key_start - 1) + 1
+    before = text.rfind(" ", max(0, key_start - 1 - MAX_KEY), key_start - 1) + 1
     word = text[before : key_start - 1].lstrip("\"'")
     if not word.isalpha():
         return None
@@ -194,7 +206,10 @@ def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[t
     spans: list[tuple[int, int]] = []
     reversed_text = text[::-1]
     length = len(text)
+    skip_until = 0  # inside a nested value already masked: its pairs need no look
     for sep_start, sep_end, sep in _separators(text):
+        if sep_start < skip_until:
+            continue
         found = _KEY_REVERSED.match(reversed_text, length - sep_start)
         if found is None:
             continue
@@ -229,4 +244,6 @@ def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[t
         # "the password is hunter2", not "the password is correct".
         if span is not None and not (sep == " is " and text[span[0] : span[1]].isalpha()):
             spans.append(span)
+            if text[span[0]] in _OPENERS:
+                skip_until = span[1]
     return spans

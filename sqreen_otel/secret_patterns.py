@@ -157,7 +157,7 @@ RULES: tuple[TokenRule, ...] = (
     _rule("google-api-key", ("AIza",), _B + r"AIza[0-9A-Za-z_-]{30,}"),
     _rule("google-oauth", ("GOCSPX-", "ya29."), _B + r"(?:GOCSPX-[A-Za-z0-9_-]{28}|ya29\.[0-9A-Za-z_-]{20,})"),
     # OpenAI ("sk-", "sk-proj-", "sk-svcacct-"), Anthropic ("sk-ant-"), DeepSeek...: with a digit.
-    _rule("sk-api-key", ("sk-",), _B + r"sk-(?<![_-]sk-)(?=[A-Za-z_-]*[0-9])[A-Za-z0-9_-]{20,}"),
+    _rule("sk-api-key", ("sk-",), _B + r"sk-(?<![_-]sk-)(?=[A-Za-z_-]{0,200}[0-9])[A-Za-z0-9_-]{20,}"),
     _rule("mapbox-secret", ("sk.eyJ",), _B + r"sk\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}"),
     _rule("vault", ("hvs.", "hvb.", "hvr."), _B + r"hv[sbr]\.[A-Za-z0-9_-]{24,}"),
     _rule("digitalocean", ("dop_v1_", "doo_v1_", "dor_v1_"), _B + r"do[opr]_v1_[a-f0-9]{64}"),
@@ -191,7 +191,7 @@ RULES: tuple[TokenRule, ...] = (
     _rule(
         "http-credentials",
         ("bearer", "basic", "token"),
-        r"(?<![A-Za-z0-9])(?i:bearer|basic|token)\s+(?=[A-Za-z]*[0-9\-._~+/=])[A-Za-z0-9\-._~+/]{8,}=*",
+        r"(?<![A-Za-z0-9])(?i:bearer|basic|token)\s+(?=[A-Za-z]{0,200}[0-9\-._~+/=])[A-Za-z0-9\-._~+/]{8,}=*",
         lower=True,
     ),
     # user:password@ in URLs (an empty user too: redis://:pw@host); neither part crosses a quote.

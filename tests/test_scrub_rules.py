@@ -258,3 +258,19 @@ def test_records_of_other_loggers_get_every_rule_at_export() -> None:
     assert event["body"] == f"GET /login?user=bob&password={M} card {M}"
     assert event["attributes"]["url.full"] == f"https://x.example/?access_token={M}&page=2"
     assert event["attributes"]["otp_attempt"] == M
+
+
+# -- hostile input ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['"password": [' * 1500, "password=1&" * 1500, "1 " * 8000, "sk-" * 5000, "password='" * 1500,
+     "Authorization: Token token=" * 600, "=" * 16000, "".join(f"k{i}=v&" for i in range(2000))],
+)  # fmt: skip
+def test_repeated_structures_are_masked_and_stable(text: str) -> None:
+    s = Scrubber()
+    out = s.redact(text)
+    assert s.redact(out) == out
+    if "password" in text:
+        assert "password" in out and M in out
