@@ -71,11 +71,15 @@ class TermHandler:
         os.kill(os.getpid(), signum)
 
 
+# Where the interrupted main thread may hold a lock the flush needs: our queue's, a logging handler's.
+_LOCK_HOLDERS = frozenset({"sqreen_otel.processor", "logging", "logging.handlers"})
+
+
 def _in_our_queue(frame: FrameType | None) -> bool:
-    """Whether the interrupted main thread is inside the processor (where it may hold the queue's lock)."""
+    """Whether the interrupted main thread is inside code that may hold a lock the flush needs."""
     depth = 0
     while frame is not None and depth < 64:
-        if frame.f_globals.get("__name__") == "sqreen_otel.processor":
+        if frame.f_globals.get("__name__") in _LOCK_HOLDERS:
             return True
         frame, depth = frame.f_back, depth + 1
     return False
