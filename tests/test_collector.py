@@ -148,7 +148,7 @@ def otelcol() -> str:
 
 
 @pytest.fixture(scope="session")
-def node_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def node_modules() -> Path:
     """tests/js's locked npm packages, installed by ``npm ci`` into a cache folder keyed by the lock file."""
     npm = shutil.which("npm")
     if npm is None:
