@@ -194,3 +194,22 @@ def test_the_feed_body_is_reused_until_something_changes(tmp_path: Path) -> None
     assert [a["id"] for a in json.loads(alerts_module.feed_body(store, records))["actions"]] == [manual]
     records.record([], [decision("d3", ip="203.0.113.9", start=now[0])])
     assert [a["id"] for a in json.loads(alerts_module.feed_body(store, records))["actions"]] == [manual, "d3"]
+
+
+def test_notification_text_and_payload() -> None:
+    from sqreen_otel.explorer.live import notification
+    from sqreen_otel.explorer.playbooks import NotifyRequest
+
+    request = NotifyRequest(("soc",), alert(), (decision("d1"), decision("d2", ip=None, user={"email": "v@x.io"})))
+    subject, text, payload = notification(request, None)
+    assert subject == "Playbook cs fired for client.address=203.0.113.7 (high)"
+    assert "block_ip 203.0.113.7 for 3600 s (decision d1)" in text and "block_user email=v@x.io" in text
+    assert payload["sqreen_payload_type"] == "security_response" and payload["playbook"]["id"] == "cs"
+    assert payload["properties"] == {"ips": [{"ip_cidr": "203.0.113.7"}]}
+    assert payload["user_identifiers"] == [{"email": "v@x.io"}]
+    assert payload["alert"]["event_ids"] == list(range(1, 21))  # capped at 20
+    json.dumps(payload)  # JSON as it is
+    breaker = NotifyRequest(("soc",), alert(simulated=True), reason="circuit_breaker", message="2,500 decisions")
+    subject, text, payload = notification(breaker, None)
+    assert subject.startswith("[simulated] Circuit breaker: playbook cs") and text.startswith("2,500 decisions")
+    assert payload["sqreen_payload_type"] == "alert" and payload["reason"] == "circuit_breaker"
