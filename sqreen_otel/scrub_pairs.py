@@ -39,6 +39,7 @@ _KEY_START = re.compile(r"[A-Za-z_$@]")
 _BLANKS = re.compile(r"[ \t]*")
 _BARE = re.compile(r"[^\s&;,\"'<>)\]}]+")
 _BARE_IN_URL = re.compile(r"[^\s&;,\"'<>)\]}#]+")
+_WHOLE_LINE_KEY = re.compile(r"(?i)(?:^|[-_])(?:proxy-)?(?:authorization|cookie)$")
 _SCHEME = re.compile(r"(?i:bearer|basic|token|digest|negotiate|ntlm|bot|oauth)[ \t]+(?=\S)")
 _NEXT_PAIR = re.compile(r"[\s;&,][\w.\-\[\]%]+[ \t]*[=:]")
 _PLACEHOLDER = re.compile(
@@ -123,6 +124,17 @@ def _line_end(text: str, start: int) -> int:
     return limit if end < 0 else end
 
 
+def _placeholder(value: str, mask: str) -> bool:
+    """Nothing to mask: empty, already masked, or a placeholder ("${X}", "<token>", "Bearer $TOKEN")."""
+    stripped = _SCHEME.sub("", value.strip(), count=1)
+    return (
+        not stripped
+        or value.lstrip().startswith(mask)
+        or stripped.startswith(_TEMPLATES)
+        or _PLACEHOLDER.fullmatch(stripped) is not None
+    )
+
+
 def value_span(
     text: str, start: int, *, colon: bool, in_url: bool, line_start: bool, mask: str
 ) -> tuple[int, int] | None:
@@ -153,10 +165,7 @@ def value_span(
                 end = start + len(text[start:line_end].rstrip())
         span = (start, end)
     value = text[span[0] : span[1]]
-    stripped = _SCHEME.sub("", value.strip(), count=1)  # "Bearer $TOKEN" is a placeholder too
-    if not stripped or value.startswith(mask) or stripped.startswith(_TEMPLATES) or _PLACEHOLDER.fullmatch(stripped):
-        return None
-    if char not in "\"'" and _CODE.fullmatch(stripped):
+    if _placeholder(value, mask) or (char not in "\"'" and _CODE.fullmatch(value.strip())):
         return None
     if colon and (
         value.split(None, 1)[0].lower().strip(".,!") in _PROSE
@@ -201,9 +210,24 @@ def _separators(text: str) -> list[tuple[int, int, str]]:
     return found
 
 
+# Markup: "<password>...</password>" and "<add key="ApiKey" value="..."/>" (XML config, web.config).
+_ELEMENT = re.compile(r"<([A-Za-z_][\w.\-:]{0,99})>([^<]{1,4096})</\1>")
+_KEY_VALUE_ATTRIBUTES = re.compile(r"\b(?:key|name)=\"([^\"]{1,100})\"\s+value=\"([^\"]*)\"")
+
+
+def markup_spans(text: str, sensitive: Callable[[str], bool]) -> list[tuple[int, int]]:
+    """``(start, end)`` of each value of a sensitive element or ``key``/``value`` attribute pair."""
+    spans = []
+    for pattern in (_ELEMENT, _KEY_VALUE_ATTRIBUTES):
+        for match in pattern.finditer(text):
+            if match.group(2).strip() and sensitive(match.group(1)):
+                spans.append(match.span(2))
+    return spans
+
+
 def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[tuple[int, int]]:
     """``(start, end)`` of each value of a sensitive key in ``text``."""
-    spans: list[tuple[int, int]] = []
+    spans: list[tuple[int, int]] = markup_spans(text, sensitive) if "</" in text or 'value="' in text else []
     reversed_text = text[::-1]
     length = len(text)
     skip_until = 0  # inside a nested value already masked: its pairs need no look
@@ -233,9 +257,21 @@ def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[t
         if not judged or (sep == ":" and key_start and text[key_start - 1] == ":"):
             continue
         blanks = _BLANKS.match(text, sep_end)
+        value_start = blanks.end() if blanks else sep_end
+        if sep == ":" and _WHOLE_LINE_KEY.search(key) and text[value_start : value_start + 1] not in ("", '"', "'"):
+            # An HTTP header line ("Authorization: SSWS 00ab...", "Cookie: a=b; sid=..."): all of it, up to
+            # the quote that opened it ("curl -H 'Authorization: ...'").
+            end = _line_end(text, value_start)
+            opener = text[key_start - 1] if key_start else ""
+            if opener in ("'", '"'):
+                closing = text.find(opener, value_start, end)
+                end = end if closing < 0 else closing
+            if not _placeholder(text[value_start:end], mask):
+                spans.append((value_start, end))
+            continue
         span = value_span(
             text,
-            blanks.end() if blanks else sep_end,
+            value_start,
             colon=sep in (":", " is "),
             in_url=key_start > 0 and text[key_start - 1] in "?&#",
             line_start=_at_line_start(text, key_start),

@@ -126,8 +126,8 @@ RULES: tuple[TokenRule, ...] = (
     # Slack bot/user/app/refresh/config tokens and incoming-webhook URLs.
     _rule(
         "slack",
-        ("xoxa-", "xoxb-", "xoxp-", "xoxo-", "xoxs-", "xoxr-", "xoxe-", "xoxe.", "xapp-"),
-        _B + r"(?:xox[abposre]-[0-9][0-9A-Za-z-]{9,}|xoxe\.xox[bp]-[0-9A-Za-z-]{10,}"
+        ("xoxa-", "xoxb-", "xoxc-", "xoxd-", "xoxp-", "xoxo-", "xoxs-", "xoxr-", "xoxe-", "xoxe.", "xapp-"),
+        _B + r"(?:xox[abcdposre]-[0-9][0-9A-Za-z-]{9,}|xoxe\.xox[bp]-[0-9A-Za-z-]{10,}"
         r"|xapp-\d-[A-Za-z0-9]+-\d+-[A-Za-z0-9]+)",
     ),
     _rule(
@@ -173,6 +173,7 @@ RULES: tuple[TokenRule, ...] = (
         ("sq0atp-", "sq0csp-", "EAAA"),
         _B + r"(?:sq0atp-[0-9A-Za-z_-]{22}|sq0csp-[0-9A-Za-z_-]{43}|EAAA[A-Za-z0-9_-]{60})",
     ),
+    _rule("facebook-access-token", ("EAAC", "EAAM"), _B + r"EAA[CM][A-Za-z0-9]{90,}"),
     _rule("sentry-token", ("sntrys_", "sntryu_"), _B + r"sntry[su]_[A-Za-z0-9_=+/]{40,}"),
     _rule("grafana", ("glsa_", "glc_"), _B + r"(?:glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}|glc_[A-Za-z0-9+/]{32,}={0,2})"),
     _rule("linear", ("lin_api_",), _B + r"lin_api_[A-Za-z0-9]{40}"),
