@@ -174,17 +174,22 @@ def send_otlp(url: str) -> subprocess.Popen[str]:
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-@pytest.fixture
-def driver(tmp_path: Path) -> Iterator[WebDriver]:
+def start_chromium(tmp_path: Path, *arguments: str) -> WebDriver:
+    """A headless Chromium with its own profile under ``tmp_path``, browser console logs kept."""
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
                      "--no-first-run", "--no-proxy-server", "--window-size=1280,800",
-                     f"--user-data-dir={tmp_path / 'chromium'}"):  # fmt: skip
+                     f"--user-data-dir={tmp_path / 'chromium'}", *arguments):  # fmt: skip
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    chrome = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    return webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+
+
+@pytest.fixture
+def driver(tmp_path: Path) -> Iterator[WebDriver]:
+    chrome = start_chromium(tmp_path)
     chrome.set_page_load_timeout(20)
     # A 1280x800 page, whatever room the headless window's own frame takes.
     chrome.execute_cdp_cmd(

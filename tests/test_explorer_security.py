@@ -27,10 +27,8 @@ from explorer_process import HOST, Served, http, serve_process
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
-from test_explorer_browser import CHROMEDRIVER, CHROMIUM
+from test_explorer_browser import CHROMEDRIVER, CHROMIUM, start_chromium
 
 from sqreen_otel.explorer.otlp import CUT_MARKER, DROPPED_ATTRIBUTE, MAX_EVENT_BYTES, MAX_VALUE_BYTES
 
@@ -131,14 +129,7 @@ def site() -> Iterator[AttackSite]:
 
 @pytest.fixture
 def chrome(tmp_path: Path) -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--no-first-run", "--no-proxy-server", f"--user-data-dir={tmp_path / 'chromium'}",
-                     "--host-resolver-rules=MAP evil.test 127.0.0.1"):  # fmt: skip
-        options.add_argument(argument)
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver = start_chromium(tmp_path, "--host-resolver-rules=MAP evil.test 127.0.0.1")  # the "rebinding" DNS
     driver.set_page_load_timeout(20)
     driver.set_script_timeout(20)
     try:
