@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -280,3 +281,41 @@ def test_a_forked_child_spools_as_its_own_owner(receiver: Receiver, tmp_path: Pa
         proc.shutdown(timeout=0.5)
     run(receiver.endpoint, spool_dir, "next", 0)
     assert received(receiver) == {"parent": list(range(20)), "child": list(range(30))}
+
+
+def test_an_outage_longer_than_the_memory_queue_loses_nothing(receiver: Receiver, tmp_path: Path) -> None:
+    # 2,000 events through a memory queue of 200 while the backend is down: the spool takes them all.
+    endpoint = receiver.endpoint
+    receiver.stop()
+    provider = LoggerProvider(shutdown_on_exit=False)
+    proc = EventBatchProcessor(
+        OTLPEventExporter(endpoint, timeout=1),
+        flush_interval=60,
+        first_seen_delay=None,
+        max_queue_size=200,
+        max_export_batch_size=50,
+        spool=Spool(str(tmp_path / "spool"), 10**8),
+    )
+    provider.add_log_record_processor(proc)
+    logger = provider.get_logger("test")
+    try:
+        for chunk in range(20):  # an application tracking steadily during the outage
+            for i in range(chunk * 100, chunk * 100 + 100):
+                attributes = {"sqreen.properties.tag": "outage", "sqreen.properties.i": i, UID: new_uid()}
+                logger.emit(event_name="outage", attributes=attributes)
+            deadline = time.monotonic() + 10
+            while proc.stats()["queued"] - proc.stats()["spool"]["records"] > 100:
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        s = proc.stats()
+        assert s["dropped"]["queue_full"] == 0 and s["tracked"] == 2000
+        receiver.start()
+        deadline = time.monotonic() + 15
+        while proc.stats()["exported"] < 2000:  # the next probe (within 5 s) sends the spool
+            assert time.monotonic() < deadline, proc.stats()
+            time.sleep(0.05)
+    finally:
+        proc.shutdown(timeout=2)
+    assert received(receiver) == {"outage": list(range(2000))}
+    s = proc.stats()
+    assert (s["exported"], sum(s["dropped"].values()), s["queued"], s["spool"]["records"]) == (2000, 0, 0, 0)
