@@ -91,6 +91,15 @@ def is_card(digits: str) -> bool:
     return MIN_DIGITS <= len(digits) <= MAX_DIGITS and issuer_fits(digits) and luhn_valid(digits)
 
 
+_CODE_BEFORE = re.compile(r"[A-Za-z][-_]?\Z")
+_CODE_AFTER = re.compile(r"[-_]?[A-Za-z]")
+
+
+def _in_code(text: str, start: int, end: int) -> bool:
+    """Digits glued to letters are part of a product code or an id ("SKU-4000056655665556-RED")."""
+    return bool(_CODE_BEFORE.search(text, max(0, start - 2), start) or _CODE_AFTER.match(text, end))
+
+
 def card_spans(text: str) -> list[tuple[int, int]]:
     """``(start, end)`` of each card number in ``text``.
 
@@ -107,7 +116,9 @@ def card_spans(text: str) -> list[tuple[int, int]]:
             groups = pending.pop()
             found = _first_card(run, groups)
             if found is not None:
-                spans.append((match.start() + found[0], match.start() + found[1]))
+                start, end = match.start() + found[0], match.start() + found[1]
+                if not _in_code(text, start, end):
+                    spans.append((start, end))
                 pending.append([g for g in groups if g[1] <= found[0]])
                 pending.append([g for g in groups if g[0] >= found[1]])
     return spans

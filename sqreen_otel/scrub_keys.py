@@ -92,7 +92,7 @@ DESCRIPTORS = frozenset(
         "confirmed", "remaining", "left", "budget", "estimate", "per", "cost", "price", "validator",
         "validators", "hasher", "hashers", "checker", "generator", "encoder", "widget", "form", "input",
         "seconds", "secs", "sec", "minutes", "mins", "hours", "days", "weeks", "months", "ms", "period",
-        "digits", "chars", "characters", "arn",
+        "digits", "chars", "characters", "arn", "channel", "channels", "transport",
     }
 )  # fmt: skip
 # A first word that makes the key a flag about the credential ("has_password", "show_token").

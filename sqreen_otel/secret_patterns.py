@@ -192,7 +192,8 @@ RULES: tuple[TokenRule, ...] = (
     _rule(
         "http-credentials",
         ("bearer", "basic", "token"),
-        r"(?<![A-Za-z0-9])(?i:bearer|basic|token)\s+(?=[A-Za-z]{0,200}[0-9\-._~+/=])[A-Za-z0-9\-._~+/]{8,}=*",
+        r"(?<![A-Za-z0-9])(?i:bearer|basic|token)\s+(?=[A-Za-z]{0,200}[0-9\-._~+/=])"
+        r"[A-Za-z0-9\-._~+/][^\s\"'<>,;)]{7,}",  # to the credential's end, stray characters included
         lower=True,
     ),
     # user:password@ in URLs (an empty user too: redis://:pw@host); neither part crosses a quote.
