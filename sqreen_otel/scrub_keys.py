@@ -25,7 +25,7 @@ SHORT_TERMS = frozenset(
     {
         "pass", "pwd", "pw", "passwd", "pin", "otp", "totp", "hotp", "mfa", "sid", "ssn", "cvv", "cvv2",
         "cvc", "cvc2", "cvn", "csc", "jwt", "sig", "salt", "dsn", "psk", "pat", "secretkey", "seckey", "passw",
-        "pan", "2fa", "iban",
+        "pan", "2fa", "iban", "hmac",
     }
 )  # fmt: skip
 # Words that are credentials, also as the start of a longer word ("passwords", "tokenId", "cookies").
@@ -42,6 +42,22 @@ NOT_CREDENTIAL_WORDS = re.compile(
 )
 # Joined lower-case names ending in a credential word ("stripetoken", "dbpassword", "clientsecret").
 SUFFIX_TERMS = ("password", "passwd", "passphrase", "passcode", "secret", "token", "apikey", "accesskey", "credentials")
+# "<service>_key" holds that service's secret key ("STRIPE_KEY", "MAILGUN_KEY", "OPENAI_KEY").
+SERVICES = frozenset(
+    {
+        "stripe", "openai", "anthropic", "mailgun", "sendgrid", "twilio", "slack", "github", "gitlab", "aws",
+        "gcp", "azure", "google", "datadog", "dd", "sentry", "newrelic", "pagerduty", "algolia", "firebase",
+        "heroku", "shopify", "paypal", "braintree", "square", "plaid", "mapbox", "cloudflare", "digitalocean",
+        "linear", "notion", "airtable", "hubspot", "salesforce", "zendesk", "intercom", "segment", "mixpanel",
+        "amplitude", "auth0", "okta", "postmark", "mailchimp", "resend", "vercel", "netlify", "supabase",
+        "pinecone", "cohere", "mistral", "groq", "replicate", "huggingface", "hf", "gemini", "deepseek",
+    }
+)  # fmt: skip
+# Joined "<system>pass" names ("dbpass", "rootpw", "adminpwd"); a bare "pass" suffix is too common
+# ("bypass", "compass").
+_SYSTEM_PASS = re.compile(
+    r"(?:db|user|root|admin|mysql|redis|ftp|smtp|mail|ldap|sql|pg|app|wifi|vnc|rdp)(?:pass|pwd|pw)"
+)
 # Joined spellings seen in the wild, matched inside a word ("phpsessid", "jsessionid", "laravelsession").
 JOINED_TERMS = ("sessid", "sessionid", "apikey", "accesskey", "privatekey", "authtoken", "csrftoken", "xsrftoken")
 # Two consecutive words that together name a credential.
@@ -60,7 +76,7 @@ PHRASES = frozenset(
         ("decryption", "key"), ("private", "keys"), ("api", "keys"), ("credit", "card"), ("code", "verifier"),
         ("oauth", "verifier"), ("bank", "account"), ("sms", "code"), ("access", "code"), ("reset", "code"),
         ("login", "code"), ("security", "answer"), ("mot", "de"), ("factor", "code"), ("card", "verification"),
-        ("verification", "value"),
+        ("verification", "value"), ("functions", "key"), ("function", "key"), ("host", "key"),
     }
 )  # fmt: skip
 # Sensitive when the last word ("auth", "basic_auth", "user_session"; not "auth_provider", "session_count").
@@ -141,7 +157,9 @@ def _credential_word(word: str) -> bool:
     for term in DISTINCTIVE_TERMS:
         if word.startswith(term):
             return len(word) == len(term) or not NOT_CREDENTIAL_WORDS.match(word)
-    return any(term in word for term in JOINED_TERMS) or word.endswith(SUFFIX_TERMS)
+    return (
+        any(term in word for term in JOINED_TERMS) or word.endswith(SUFFIX_TERMS) or bool(_SYSTEM_PASS.fullmatch(word))
+    )
 
 
 def _mixed_case(part: str) -> bool:
@@ -159,7 +177,8 @@ def _credential_at(words: tuple[str, ...], i: int) -> bool:
     word = words[i]
     if word in _COUNT_PLURALS:  # "tokens", "max_tokens", "prompt_tokens" count; "refresh_tokens" hold
         return i > 0 and words[i - 1] in _TOKEN_QUALIFIERS
-    return _credential_word(word) or words[i : i + 2] in PHRASES
+    pair = words[i : i + 2]
+    return _credential_word(word) or pair in PHRASES or (len(pair) == 2 and pair[1] == "key" and word in SERVICES)
 
 
 def sensitive_words(words: tuple[str, ...]) -> bool:

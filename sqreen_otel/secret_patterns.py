@@ -198,6 +198,18 @@ RULES: tuple[TokenRule, ...] = (
     ),
     # user:password@ in URLs (an empty user too: redis://:pw@host); neither part crosses a quote.
     _rule("url-credentials", ("://",), r"://(?<=[A-Za-z0-9]://)(?P<s>[^\s/?#:@\"'<>]*:[^\s/?\"'<>]+)@"),
+    # Command lines: "--password hunter2", "--token ...", "sshpass -p ...", "docker login -u x -p ...".
+    _rule(
+        "cli-secret-flag",
+        ("--",),
+        r"(?:^|(?<=\s))--(?:password|passwd|pass|token|secret|api-key|apikey|access-token|auth-token|"
+        r"client-secret|private-key)[ \t]+[\"']?(?P<s>[^\s\"'$<{-][^\s\"']*)",
+    ),
+    _rule(
+        "cli-short-password",
+        (" -p ",),
+        r"(?:sshpass|\blogin\b[^\n]{0,200}?)[ \t]-p[ \t]+[\"']?(?P<s>[^\s\"'$<{][^\s\"']*)",
+    ),
     # curl -u user:password, --user user:password.
     _rule(
         "curl-user",

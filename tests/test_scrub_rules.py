@@ -53,7 +53,8 @@ SENSITIVE = [
     "passcode", "recovery_codes", "backup_codes", "security_code", "card_code", "passport_number",
     "social_security_number", "socialSecurityNumber", "auth_key", "master_key", "account_key", "AccountKey",
     "subscription_key", "Ocp-Apim-Subscription-Key", "encryption_key", "signing_key", "client_key",
-    "service_key", "user[password]", "user%5Bpassword%5D", "sessionId", "X-Auth-Token", "_authToken",
+    "service_key", "X-Shopify-Hmac-Sha256", "x-functions-key", "MAILGUN_KEY", "dbpass",
+    "user[password]", "user%5Bpassword%5D", "sessionId", "X-Auth-Token", "_authToken",
     "refresh_tokens", "stripetoken", "dbpassword", "password_confirmation", "SECRET_KEY_BASE", "basic_auth",
     "laravel_session", "csrfmiddlewaretoken", "php-auth-pw", "pWd", "PaSsWoRd", "authorizatiOn",
 ]  # fmt: skip
@@ -62,7 +63,8 @@ DESCRIBED = [
     "SESSION_COOKIE_AGE", "secretary_name", "token_count", "session_duration", "prompt_tokens",
     "gen_ai.usage.input_tokens", "secretLength", "maxTokens", "tokenType", "password_min_length",
     "password_expires", "signature_version", "cookie_consent", "auth_provider", "primary_key", "has_password",
-    "token_lifetime_seconds", "secret_name", "author", "passenger", "pinned", "compass", "keyboard",
+    "token_lifetime_seconds", "secret_name", "author", "passenger", "pinned", "compass", "keyboard", "bypass",
+    "nextPageToken", "page_token", "otp_channel", "passwordless", "sort_key",
 ]  # fmt: skip
 
 
@@ -96,6 +98,9 @@ PAIRS = [
     ("curl -H 'Authorization: Bearer abc123' https://x", f"curl -H 'Authorization: {M}' https://x"),
     ("<settings><password>hunter2</password></settings>", f"<settings><password>{M}</password></settings>"),
     ('<add key="DbPassword" value="s3cret" />', f'<add key="DbPassword" value="{M}" />'),
+    ("docker login --password hunter2x registry", f"docker login --password {M} registry"),
+    ("sshpass -p s3cret ssh host", f"sshpass -p {M} ssh host"),
+    ("STRIPE_KEY=abc123 MAILGUN_KEY=def456", f"STRIPE_KEY={M} MAILGUN_KEY={M}"),
     ("Server=db;User ID=sa;Password=P@ss!;Encrypt=True", f"Server=db;User ID=sa;Password={M};Encrypt=True"),
     ("AccountName=acct;AccountKey=Zm9vYmFy==;EndpointSuffix=x", f"AccountName=acct;AccountKey={M};EndpointSuffix=x"),
     ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG", f"aws_secret_access_key = {M}"),
