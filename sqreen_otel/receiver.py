@@ -64,6 +64,7 @@ def decode_events(request: ExportLogsServiceRequest) -> list[dict[str, Any]]:
     for rl in request.resource_logs:
         resource = attributes(rl.resource.attributes)
         for sl in rl.scope_logs:
+            scope_attributes = attributes(sl.scope.attributes)
             for rec in sl.log_records:
                 events.append(
                     {
@@ -78,6 +79,8 @@ def decode_events(request: ExportLogsServiceRequest) -> list[dict[str, Any]]:
                         "body": any_value(rec.body),
                         "resource": dict(resource),
                         "scope": sl.scope.name,
+                        "scope_version": sl.scope.version,
+                        "scope_attributes": scope_attributes,
                     }
                 )
     return events

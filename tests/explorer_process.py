@@ -79,7 +79,7 @@ def serve_process(
             try:
                 http.get(url + "/api/summary", timeout=1)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # serve binds before it starts answering
                 if time.monotonic() > deadline:
                     pytest.fail("sqreen-otel serve did not answer within 20 s")
                 time.sleep(0.05)

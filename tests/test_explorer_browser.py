@@ -250,8 +250,9 @@ def test_explorer_in_a_browser(explorer: tuple[str, Store], driver: WebDriver, t
     table = rows(driver)
     assert len(table) == 50
     assert [r[1] for r in table[:2]] == ["credential_stuffing", "credential_stuffing"]
-    assert "mallory@example.com" in table[0][2] and table[0][3] == "198.51.100.67 block"  # a one-click block
-    assert "attempts=12" in table[0][5]
+    assert table[0][2] == "checkout"  # the service (OTEL_SERVICE_NAME of the sender)
+    assert "mallory@example.com" in table[0][3] and table[0][4] == "198.51.100.67 block"  # a one-click block
+    assert "attempts=12" in table[0][6]
     bars = driver.find_elements(By.CSS_SELECTOR, "svg#histogram rect.bar")
     assert 6 <= len(bars) <= 10  # three hours of traffic in the default window, the last 24 hours (60 buckets)
     assert "last 24 hours" in driver.find_element(By.CSS_SELECTOR, ".histhead").text

@@ -253,6 +253,8 @@ def test_hand_written_otlp_json_like_the_spec() -> None:
             "body": "Example log record",
             "resource": {"service.name": "my.service"},
             "scope": "my.library",
+            "scope_version": "1.0.0",
+            "scope_attributes": {"my.scope.attribute": "some scope attribute"},
         },
         {
             "name": "",
@@ -266,6 +268,8 @@ def test_hand_written_otlp_json_like_the_spec() -> None:
             "body": None,
             "resource": {"service.name": "my.service"},
             "scope": "my.library",
+            "scope_version": "1.0.0",
+            "scope_attributes": {"my.scope.attribute": "some scope attribute"},
         },
     ]
 

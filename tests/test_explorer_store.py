@@ -145,7 +145,9 @@ def test_round_trip_from_sdk_records(store: Store) -> None:
         attributes=decoded[0]["attributes"],
         resource=decoded[0]["resource"],
         scope="sqreen_otel",
-    )
+        record={"observed_time_unix_nano": decoded[0]["observed_time_unix_nano"], "severity_number": 9,
+                "severity_text": "INFO"},  # the whole record is kept
+    )  # fmt: skip
     assert reset.attributes["sqreen.user.traits.plan"] == "pro"
     assert reset.attributes["sqreen.request.params.next"] == "/home"
     assert reset.resource["service.name"] == "shop"
@@ -830,7 +832,7 @@ def test_a_version_1_database_is_upgraded_and_keeps_its_rows(tmp_path: Path) -> 
         conn.execute("PRAGMA user_version = 1")
         conn.commit()
     with Store(path) as store:
-        assert [(e.name, e.time_ns) for e in store.events()] == [("old", BASE_NS)]
+        assert [(e.name, e.time_ns, e.record) for e in store.events()] == [("old", BASE_NS, {})]
         assert store.add([with_uid("u1"), with_uid("u1")]) == 1
         assert raw(store, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
         assert SCHEMA_VERSION >= 2
@@ -862,3 +864,38 @@ def test_top_values_and_the_path_and_user_agent_filters(store: Store) -> None:
     assert store.count(Filters(path="/home")) == 2 and store.count(Filters(user_agent="stuffer/1.0")) == 6
     assert store.top_values(Filters(user_agent="Mozilla/5.0", path="/home"))["user"] == [("alice@x.io", 2)]
     assert store.top_values(Filters(name="nothing")) == {"ip": [], "user": [], "path": [], "user_agent": []}
+
+
+def test_the_whole_record_is_kept(store: Store) -> None:
+    scope = {"library.kind": "security"}
+    full = {
+        **event("full", BASE_NS, observed_ns=BASE_NS + 5),
+        "body": {"message": "hi", "n": [1, 2]},
+        "severity_number": 17,
+        "severity_text": "ERROR",
+        "scope_version": "1.4.0",
+        "scope_attributes": scope,
+    }
+    bare = {**event("bare", BASE_NS + 1), "severity_number": 0, "severity_text": "", "body": None}
+    huge = {**event("huge", BASE_NS + 2), "severity_text": "X" * 10_000, "scope_attributes": {"k": "v" * 10_000}}
+    assert store.add([full, bare, huge]) == 3  # fmt: skip
+    by_name = {e.name: e for e in store.events()}
+    assert by_name["full"].record == {
+        "observed_time_unix_nano": BASE_NS + 5, "severity_number": 17, "severity_text": "ERROR",
+        "body": {"message": "hi", "n": [1, 2]}, "scope_version": "1.4.0", "scope_attributes": scope,
+    }  # fmt: skip
+    assert by_name["bare"].record == {}  # only what was set
+    # What a sender repeats on every record is capped: scope attributes in bytes, texts in characters.
+    assert by_name["huge"].record["scope_attributes"] == {"sqreen_otel.explorer.scope_attributes_cut": 10_008}
+    assert by_name["huge"].record["severity_text"] == "X" * 256
+
+
+def test_service_filter(store: Store) -> None:
+    def served(name: str, service: Any) -> dict[str, Any]:
+        return {**event(name, BASE_NS), "resource": {"service.name": service, "host.name": "h1"}}
+
+    store.add([served("a", "shop"), served("b", "shop"), served("c", "billing"), served("d", "x\udc80y"),
+               {**event("e", BASE_NS), "resource": {}}])  # fmt: skip
+    assert sorted(e.name for e in store.events(Filters(service="shop"))) == ["a", "b"]
+    assert [e.name for e in store.events(Filters(service="billing", name="c"))] == ["c"]
+    assert store.count(Filters(service="nothing")) == 0  # and a lone surrogate in a resource breaks no query

@@ -61,7 +61,7 @@ def test_a_block_event_shows_its_action_and_offers_no_block_of_what_is_blocked()
 def test_placeholders_read_as_examples() -> None:
     text = ui.events_page([], Filters(), (T0, 1, [0]), {}, "csrf")
     placeholders = re.findall(r'placeholder="([^"]*)"', text)
-    assert placeholders == ["any name", "e.g. alice@example.com", "e.g. 203.0.113.7", "e.g. plan=pro"]
+    assert placeholders == ["any name", "any service", "e.g. alice@example.com", "e.g. 203.0.113.7", "e.g. plan=pro"]
     assert "::placeholder{color:#a3abb8;font-style:italic" in text  # lighter and italic: not a value
 
 
@@ -92,8 +92,8 @@ def test_the_list_fits_800_pixels_and_rows_block_in_one_click(
     driver.save_screenshot(str(screenshots(tmp_path) / "list-800.png"))
 
     # One click on a row's IP "block": an hour's block of that address, and back to the same list.
-    first_ip = driver.find_element(By.CSS_SELECTOR, "table.events tbody tr td:nth-child(4) a").text
-    driver.find_element(By.CSS_SELECTOR, "table.events tbody tr td:nth-child(4) form.rowblock button").click()
+    first_ip = driver.find_element(By.CSS_SELECTOR, "table.events tbody tr td:nth-child(5) a").text
+    driver.find_element(By.CSS_SELECTOR, "table.events tbody tr td:nth-child(5) form.rowblock button").click()
     wait(driver).until(lambda d: d.current_url.endswith("/?name=sq.sdk.users.login"))
     with httpx.Client(trust_env=False, timeout=10) as client:
         actions = client.get(url + "/v1/actions").json()["actions"]
@@ -101,3 +101,27 @@ def test_the_list_fits_800_pixels_and_rows_block_in_one_click(
     assert block["action"] == "block_ip" and block["expires_at"] is not None
     driver.execute_script("document.querySelector('table.events').scrollIntoView()")
     driver.save_screenshot(str(screenshots(tmp_path) / "list-800-rows.png"))
+
+
+def test_the_whole_record_and_its_service_over_otlp_json(explorer: tuple[str, Store]) -> None:
+    from test_import_export import PROTO_EXAMPLE  # the opentelemetry-proto example, with an event record
+
+    url, store = explorer
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        sent = client.post(url + "/v1/logs", content=PROTO_EXAMPLE, headers={"Content-Type": "application/json"})
+        assert sent.status_code == 200, sent.text
+        plain = next(e for e in store.events() if e.attributes.get("string.attribute") == "some string")
+        api = client.get(f"{url}/api/events/{plain.id}").json()
+        page = client.get(f"{url}/events/{plain.id}").text
+        listed = client.get(url + "/", params={"service": "my.service"}).text
+        other = client.get(url + "/", params={"service": "another"}).text
+    assert api["record"] == {
+        "observed_time_unix_nano": 1544712660300000000, "severity_number": 10, "severity_text": "Information",
+        "body": "Example log record", "scope_version": "1.0.0",
+        "scope_attributes": {"my.scope.attribute": "some scope attribute"},
+    }  # fmt: skip
+    assert "<code>Information (10)</code>" in page and "<code>Example log record</code>" in page
+    assert "Observed (UTC)" in page and "version</span> <code>1.0.0</code>" in page
+    assert "my.scope.attribute" in page
+    assert "2 matching" in listed and '<td class="service"><a href="/?service=my.service">my.service</a>' in listed
+    assert "service: <b>my.service</b>" in listed and "0 matching" in other

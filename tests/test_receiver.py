@@ -115,6 +115,8 @@ def test_decodes_every_field(rx: Receiver) -> None:
             "body": "hello",
             "resource": {"service.name": "shop"},
             "scope": "sqreen_otel",
+            "scope_version": "",
+            "scope_attributes": {},
         },
         {
             "name": "bare",
@@ -128,6 +130,8 @@ def test_decodes_every_field(rx: Receiver) -> None:
             "body": None,
             "resource": {"service.name": "shop"},
             "scope": "sqreen_otel",
+            "scope_version": "",
+            "scope_attributes": {},
         },
     ]
     assert rx.bodies() == [body]

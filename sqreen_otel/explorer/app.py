@@ -83,7 +83,7 @@ def event_json(event: Event) -> dict[str, Any]:
         "id": event.id, "time_ns": event.time_ns, "received_ns": event.received_ns, "name": event.name,
         "user": event.user, "client_address": event.client_address, "path": event.path, "method": event.method,
         "trace_id": event.trace_id, "span_id": event.span_id, "attributes": event.attributes,
-        "resource": event.resource, "scope": event.scope,
+        "resource": event.resource, "scope": event.scope, "record": event.record,
     }  # fmt: skip
 
 
@@ -128,6 +128,7 @@ def filters_from(params: Any) -> Filters:
         prop=prop,
         path=params.get("path") or None,
         user_agent=params.get("user_agent") or None,
+        service=params.get("service") or None,
     )
 
 

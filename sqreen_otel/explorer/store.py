@@ -134,21 +134,31 @@ MIGRATIONS: tuple[tuple[str | Callable[[sqlite3.Connection], None], ...], ...] =
         "CREATE INDEX IF NOT EXISTS decisions_expiry ON decisions (expires_at)",
         "CREATE TABLE IF NOT EXISTS playbook_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), last_event_id INTEGER)",
     ),
+    (  # 4: the rest of each OTLP record (observed time, severity, body, scope version and attributes) as JSON;
+        # NULL in rows stored before, which read as they did
+        "ALTER TABLE events ADD COLUMN record TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = (
     "id, time_ns, received_ns, name, user, client_address, path, method, trace_id, span_id, attributes, resource,"
-    " scope, time_exact, length(attributes) + length(resource)"
+    " scope, time_exact, length(attributes) + length(resource) + coalesce(length(record), 0), record"
 )
 _INSERT_EVENT = (
     "INSERT INTO events (id, time_ns, received_ns, name, user, client_address, path, method, trace_id, span_id,"
-    " attributes, resource, scope, uid, time_exact) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " attributes, resource, scope, uid, time_exact, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+RECORD_FIELDS = ("observed_time_unix_nano", "severity_number", "severity_text", "body", "scope_version",
+                 "scope_attributes")  # fmt: skip
+MAX_SCOPE_ATTRIBUTES_BYTES = 4096  # repeated on every record of the scope: kept small
+MAX_RECORD_TEXT = 256  # characters of severity text and scope version
+CUT_SCOPE_ATTRIBUTES = "sqreen_otel.explorer.scope_attributes_cut"
 _KNOWN_UIDS = "SELECT uid FROM events WHERE uid IN (SELECT value FROM json_each(?))"
 _INSERT_USER = "INSERT INTO event_users (event_id, key, value) VALUES (?, ?, ?)"
 # A property compared as text: strings as they are, numbers and booleans as JSON writes them.
 _USER_AGENT = """json_extract(attributes, '$."user_agent.original"')"""
+_SERVICE = """json_extract(resource, '$."service.name"')"""
 TOP_FIELDS = ("ip", "user", "path", "user_agent")
 TOP_SAMPLE = 50_000  # the newest matching events that top_values counts over: a bounded cost at any size
 _PROP_MATCH = (
@@ -177,9 +187,10 @@ class Filters:
     prop: tuple[str, str] | None = None
     path: str | None = None  # url.path, exactly
     user_agent: str | None = None  # user_agent.original, exactly
+    service: str | None = None  # the resource's service.name, exactly
 
     def __post_init__(self) -> None:
-        for name in ("name", "user", "ip", "path", "user_agent"):
+        for name in ("name", "user", "ip", "path", "user_agent", "service"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, _filter_text(name, value))
@@ -224,6 +235,8 @@ class Event:
     attributes: dict[str, Any] = field(repr=False)
     resource: dict[str, Any] = field(repr=False)
     scope: str | None
+    # The rest of the OTLP record (RECORD_FIELDS, those that were set); {} for events stored before schema 4.
+    record: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 class Page(list[Event]):
@@ -247,6 +260,7 @@ def _event(row: tuple[Any, ...]) -> Event:
         json.loads(row[10]),
         json.loads(row[11]),
         row[12],
+        json.loads(row[15]) if len(row) > 15 and row[15] else {},
     )
 
 
@@ -716,6 +730,7 @@ def rows_of(
     users: list[tuple[int, str, str]] = []
     last_resource: Any = None
     resource_json = "{}"
+    scopes: dict[int, Any] = {}
     for event in events:
         attributes = event.get("attributes") or {}
         user: dict[str, Any] = {}
@@ -752,9 +767,39 @@ def rows_of(
                 _text(event.get("scope")),
                 _text(uid) if isinstance(uid, str) and uid else None,
                 str(time_ns) if time_ns > INT64_MAX else None,
+                _record(event, scopes),
             )
         )
     return rows, users
+
+
+def _record(event: dict[str, Any], scopes: dict[int, Any]) -> str | None:
+    """The record's other fields as JSON, those that were set; capped where the sender could repeat a lot."""
+    record: dict[str, Any] = {}
+    for key in RECORD_FIELDS:
+        value = event.get(key)
+        if value in (None, "", 0, {}):
+            continue
+        if key in ("severity_text", "scope_version"):
+            text = _text(value)
+            value = text[:MAX_RECORD_TEXT] if text else None
+        elif key == "scope_attributes":
+            value = _scope_attributes(value, scopes)
+        elif key in ("observed_time_unix_nano", "severity_number"):
+            value = _ns(value)
+        if value not in (None, "", 0):
+            record[key] = value
+    return _json(record) if record else None
+
+
+def _scope_attributes(value: Any, scopes: dict[int, Any]) -> Any:
+    """One scope's attributes, the same object for each of its records: measured once per scope."""
+    known = scopes.get(id(value))
+    if known is None or known[0] is not value:
+        size = len(_json(value)) if isinstance(value, dict) else 0
+        capped = value if 0 < size <= MAX_SCOPE_ATTRIBUTES_BYTES else {CUT_SCOPE_ATTRIBUTES: size} if size else None
+        known = scopes[id(value)] = (value, capped)
+    return known[1]
 
 
 def only_new(
@@ -838,6 +883,9 @@ def _where(filters: Filters) -> tuple[list[str], list[Any]]:
     if filters.user_agent is not None:
         where.append(f"{_USER_AGENT} = ?")
         params.append(filters.user_agent)
+    if filters.service is not None:
+        where.append(f"{_SERVICE} = ?")
+        params.append(filters.service)
     return where, params
 
 

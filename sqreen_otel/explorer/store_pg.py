@@ -115,21 +115,25 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE TABLE write_probe (at DOUBLE PRECISION)",
     ),
+    (  # 2: the rest of each OTLP record (store.RECORD_FIELDS) as JSON text; NULL in rows stored before
+        "ALTER TABLE events ADD COLUMN record TEXT",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _COLUMNS = (
     'id, time_ns, received_ns, name, "user", client_address, path, method, trace_id, span_id, attributes,'
-    " resource, scope, time_exact, length(attributes) + length(resource)"
+    " resource, scope, time_exact, length(attributes) + length(resource) + coalesce(length(record), 0), record"
 )
 _COPY_EVENTS = (
     'COPY events (id, time_ns, received_ns, name, "user", client_address, path, method, trace_id, span_id,'
-    " attributes, resource, scope, uid, time_exact, query_attributes) FROM STDIN"
+    " attributes, resource, scope, uid, time_exact, record, query_attributes) FROM STDIN"
 )
 _COPY_USERS = "COPY event_users (event_id, key, value) FROM STDIN"
 # A property compared as text: strings as they are, numbers and booleans as JSON writes them, null as 'null'.
 # query_attributes: the attributes without lone surrogates, which PostgreSQL's json refuses (only when they differ).
 _USER_AGENT = "(COALESCE(query_attributes, attributes)::json ->> 'user_agent.original')"
+_SURROGATE_IN_JSON = r"\\u[dD][89a-fA-F]"  # a PostgreSQL regular expression: a \uD800-\uDFFF escape
 _PROP_MATCH = (
     "COALESCE(COALESCE(query_attributes, attributes)::json ->> %s,"
     " CASE WHEN json_typeof(COALESCE(query_attributes, attributes)::json -> %s) = 'null' THEN 'null' END) = %s"
@@ -523,6 +527,11 @@ def _where(filters: Filters) -> tuple[list[str], list[Any]]:
     if filters.user_agent is not None:
         where.append(f"{_USER_AGENT} = %s")
         params.append(filters.user_agent)
+    if filters.service is not None:
+        # PostgreSQL's json refuses lone surrogates (escaped in our ASCII JSON): such a resource matches no service
+        # rather than failing the query for everyone.
+        where.append("(CASE WHEN resource ~ %s THEN NULL ELSE resource::json ->> 'service.name' END) = %s")
+        params += [_SURROGATE_IN_JSON, filters.service]
     return where, params
 
 

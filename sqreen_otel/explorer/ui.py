@@ -37,7 +37,7 @@ from .store import MAX_FILTER_LENGTH, PROPERTIES_PREFIX, TOP_SAMPLE, Event, Filt
 
 PAGE_SIZE = 50
 WINDOW_RECENT, WINDOW_ALL = "last 24 hours", "all time"  # the histogram's range without a time filter
-FILTER_KEYS = ("name", "user", "ip", "since", "until", "prop", "path", "user_agent")
+FILTER_KEYS = ("name", "service", "user", "ip", "since", "until", "prop", "path", "user_agent")
 ACTIONS = ("block_user", "block_ip", "unblock_user", "unblock_ip")
 DURATIONS = (("3600", "1 hour"), ("86400", "1 day"), ("604800", "7 days"), ("forever", "forever"))
 MAX_DURATION = 100 * 365 * 86400  # seconds; longer is "forever"
@@ -132,10 +132,11 @@ form.rowblock{display:inline;margin-left:.35rem}
 form.rowblock button{font-size:11px;padding:0 .35rem;line-height:1.5}
 table.events{table-layout:fixed}
 table.events td{overflow-wrap:anywhere}
-.c-time{width:12.2rem}.c-name{width:15%}.c-user{width:19%}.c-ip{width:8.8rem}.c-req{width:14%}
+.c-time{width:12.2rem}.c-name{width:14%}.c-service{width:8%}.c-user{width:17%}.c-ip{width:8.8rem}.c-req{width:13%}
 table.top td.num{white-space:nowrap;padding-left:.6rem}
 @media (max-width:900px){main{padding:.8rem .7rem 2rem}th,td{padding:.32rem .4rem}
-table.events td.nowrap{white-space:normal}.c-time{width:6.6rem}.c-ip{width:7.4rem}.c-user{width:18%}}
+table.events td.nowrap{white-space:normal}.c-time{width:6.6rem}.c-ip{width:7.4rem}.c-user{width:16%}
+.c-service{width:9%}}
 input[type=datetime-local]{width:13.4rem}
 .empty{background:#fff;border:1px dashed #c5ccd6;padding:1.2rem;text-align:center;color:var(--muted)}
 """
@@ -401,9 +402,9 @@ def events_page(
         parts.append(_top_values(top, current, total))
     if events:
         parts.append(
-            '<table class="events"><colgroup><col class="c-time"><col class="c-name"><col class="c-user">'
-            '<col class="c-ip"><col class="c-req"><col></colgroup>'
-            "<thead><tr><th>Time (UTC)</th><th>Event</th><th>User</th><th>Client IP</th>"
+            '<table class="events"><colgroup><col class="c-time"><col class="c-name"><col class="c-service">'
+            '<col class="c-user"><col class="c-ip"><col class="c-req"><col></colgroup>'
+            "<thead><tr><th>Time (UTC)</th><th>Event</th><th>Service</th><th>User</th><th>Client IP</th>"
             "<th>Request</th><th>Properties</th></tr></thead><tbody>"
             + "".join(_event_row(event, current, csrf) for event in events)
             + "</tbody></table>"
@@ -443,6 +444,7 @@ def _filter_form(events: list[Event], filters: Filters, current: Mapping[str, st
         '<form class="filters" id="filters" method="get" action="/">'
         + text("Event name", "name", "any name", ' list="event-names" class="w-l"')
         + f'<datalist id="event-names">{options}</datalist>'
+        + text("Service", "service", "any service", ' class="w-s"')
         + text("User identifier", "user", "e.g. alice@example.com", ' class="w-m"')
         + text("Client IP", "ip", "e.g. 203.0.113.7", ' class="w-s"')
         + _time_input("From (UTC)", "since", filters.since_ns)
@@ -462,7 +464,7 @@ def _chips(current: Mapping[str, str]) -> str:
     if not current:
         return ""
     labels = {"name": "event", "user": "user", "ip": "IP", "since": "from", "until": "until", "prop": "property",
-              "path": "path", "user_agent": "user agent"}  # fmt: skip
+              "path": "path", "user_agent": "user agent", "service": "service"}  # fmt: skip
     chips = []
     for key, value in current.items():
         shown = value
@@ -629,15 +631,46 @@ def _event_row(event: Event, current: Mapping[str, str], csrf: str = "") -> str:
             user += " " + _row_block(csrf, back, "block_user", "user", identifiers)
         if event.client_address and event.name not in _IP_REFUSALS:
             ip += " " + _row_block(csrf, back, "block_ip", "ip", event.client_address)
+    service_name = event.resource.get("service.name")
+    service = link("service", service_name, _e(_cut(service_name, 40))) if isinstance(service_name, str) else _NONE
     return (
         f'<tr><td class="nowrap"><a class="event-link" href="/events/{event.id}">{_time(event.time_ns)}</a></td>'
-        f"<td>{name}</td>"
+        f'<td>{name}</td><td class="service">{service}</td>'
         f'<td>{user or _NONE}</td><td class="mono">{ip}</td><td>{request}</td>'
         f'<td class="props">{"".join(props)}</td></tr>'
     )
 
 
 # -- one event --------------------------------------------------------------------------------------
+
+
+def _scope(event: Event) -> str:
+    """The instrumentation scope: its name, version and attributes."""
+    version = event.record.get("scope_version")
+    attributes = event.record.get("scope_attributes")
+    if not event.scope and not version and not attributes:
+        return ""
+    text = f"<code>{_e(event.scope or '')}</code>"
+    if version:
+        text += f' <span class="muted">version</span> <code>{_e(version)}</code>'
+    if attributes:
+        text += f"<pre>{_e(json.dumps(attributes, indent=1, sort_keys=True, default=str))}</pre>"
+    return text
+
+
+def _record_fields(record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The rest of the OTLP record: observed time, severity, body (events stored before schema 4 have none)."""
+    fields = []
+    observed = record.get("observed_time_unix_nano")
+    if isinstance(observed, int) and observed:
+        fields.append(("Observed (UTC)", f'{_time(observed)} <span class="muted mono">{observed} ns</span>'))
+    number, text = record.get("severity_number"), record.get("severity_text")
+    if number or text:
+        shown = " ".join(part for part in (str(text or ""), f"({number})" if number else "") if part)
+        fields.append(("Severity", f"<code>{_e(shown)}</code>"))
+    if record.get("body") is not None:
+        fields.append(("Body", _pretty(record["body"])))
+    return fields
 
 
 _ACTION_ID = "sqreen.action.id"
@@ -660,7 +693,8 @@ def event_page(event: Event, csrf: str) -> str:
         ("Request", f"<code>{_e(request)}</code>" if request else ""),
         ("Trace id", f'<code class="trace-id">{_e(event.trace_id)}</code>' if event.trace_id else "\u2014"),
         ("Span id", f'<code class="span-id">{_e(event.span_id)}</code>' if event.span_id else "\u2014"),
-        ("Scope", f"<code>{_e(event.scope)}</code>" if event.scope else ""),
+        ("Scope", _scope(event)),
+        *_record_fields(event.record),
     ]
     action_id = event.attributes.get(_ACTION_ID)
     if isinstance(action_id, str) and action_id:
