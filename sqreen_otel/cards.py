@@ -91,12 +91,13 @@ def is_card(digits: str) -> bool:
     return MIN_DIGITS <= len(digits) <= MAX_DIGITS and issuer_fits(digits) and luhn_valid(digits)
 
 
-_CODE_BEFORE = re.compile(r"[A-Za-z][-_]?\Z")
-_CODE_AFTER = re.compile(r"[-_]?[A-Za-z]")
+_CODE_BEFORE = re.compile(r"[A-Za-z][-_]\Z")
+_CODE_AFTER = re.compile(r"[-_][A-Za-z]")
 
 
 def _in_code(text: str, start: int, end: int) -> bool:
-    """Digits glued to letters are part of a product code or an id ("SKU-4000056655665556-RED")."""
+    """Digits joined to letters by a dash or underscore are part of a product code or an id
+    ("SKU-4000056655665556-RED"); digits glued to letters still count (a cut, a paste)."""
     return bool(_CODE_BEFORE.search(text, max(0, start - 2), start) or _CODE_AFTER.match(text, end))
 
 

@@ -142,11 +142,17 @@ def value_span(
     if start >= len(text) or text.startswith(mask, start):
         return None
     char = text[start]
+    # A quoted value is masked with its quotes, as the body scrubber always did ("password": [REDACTED]).
     if text.startswith('\\"', start):
         end = _quoted_end(text, start + 1, '\\"')
-        span = (start + 2, end)
+        span = (start, end + 2 if text.startswith('\\"', end) else end)
+        if _placeholder(text[start + 2 : end], mask):
+            return None
     elif char in "\"'":
-        span = (start + 1, _quoted_end(text, start, char))
+        end = _quoted_end(text, start, char)
+        span = (start, end + 1 if text[end : end + 1] == char else end)
+        if _placeholder(text[start + 1 : end], mask):
+            return None
     elif char in _OPENERS:
         return start, _nested_end(text, start)
     else:

@@ -91,7 +91,7 @@ PAIRS = [
     ("https://x.example/cb?code=1&password=hunter2&page=2", f"https://x.example/cb?code=1&password={M}&page=2"),
     ("https://app.example/#access_token=abc123&token_type=bearer", f"https://app.example/#access_token={M}&token_type=bearer"),
     ("user%5Bemail%5D=a%40b.c&user%5Bpassword%5D=s3cret", f"user%5Bemail%5D=a%40b.c&user%5Bpassword%5D={M}"),
-    ('{"user": "bob", "password": "hunter2"}', f'{{"user": "bob", "password": "{M}"}}'),
+    ('{"user": "bob", "password": "hunter2"}', f'{{"user": "bob", "password": {M}}}'),
     ('{"password": {"old": "a1", "new": "b2"}, "plan": "pro"}', f'{{"password": {M}, "plan": "pro"}}'),
     ("Cookie: theme=dark; sessionid=abc123", f"Cookie: {M}"),
     ("Authorization: SSWS 00abcDEF123", f"Authorization: {M}"),
