@@ -89,7 +89,8 @@ _CURSOR_JOINED = re.compile(r"(?:page|continuation|sync|cursor|resume|pagination
 _TOKEN_QUALIFIERS = frozenset(
     {"access", "refresh", "auth", "api", "id", "bearer", "session", "csrf", "oauth", "device", "personal", "user"}
 )
-# Last words that describe a value instead of holding it.
+# Last words that describe a value instead of holding it ("token_url" is described; "url_token" is
+# not: a last word that is a credential word is never read as a descriptor).
 DESCRIPTORS = frozenset(
     {
         "length", "len", "count", "counts", "size", "timeout", "ttl", "age", "url", "uri", "urls", "endpoint",
@@ -113,8 +114,6 @@ DESCRIPTORS = frozenset(
 )  # fmt: skip
 # A first word that makes the key a flag about the credential ("has_password", "show_token").
 FLAG_WORDS = frozenset({"has", "is", "use", "uses", "requires", "require", "needs", "show", "allow", "enable"})
-# ...but these words hold the value even though an earlier word is a credential ("token_url" is
-# described, "url_token" is not): a last word that is a credential word is never a descriptor.
 
 _EXACT = frozenset(
     {
