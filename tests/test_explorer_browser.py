@@ -13,6 +13,7 @@ refresh it).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -150,6 +151,13 @@ def synthetic_events(now_ns: int) -> list[dict[str, Any]]:
 def explorer(tmp_path: Path) -> Iterator[tuple[str, Store]]:
     store = Store(tmp_path / "explorer.sqlite")
     store.add(synthetic_events(time.time_ns()))
+    with running(store) as url:
+        yield url, store
+
+
+@contextlib.contextmanager
+def running(store: Store) -> Iterator[str]:
+    """The explorer over ``store`` on a loopback port, in this process; its URL. Closes the store at the end."""
     port = free_port()
     config = uvicorn.Config(create_app(store), host=HOST, port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
@@ -160,7 +168,7 @@ def explorer(tmp_path: Path) -> Iterator[tuple[str, Store]]:
         assert thread.is_alive() and time.monotonic() < deadline, "the explorer did not start"
         time.sleep(0.02)
     try:
-        yield f"http://{HOST}:{port}", store
+        yield f"http://{HOST}:{port}"
     finally:
         server.should_exit = True
         thread.join(10)

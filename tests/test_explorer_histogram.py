@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +17,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-import uvicorn
-from test_explorer_browser import CHROMEDRIVER, CHROMIUM, driver, free_port, screenshots, wait
+from test_explorer_browser import CHROMEDRIVER, CHROMIUM, driver, running, screenshots, wait
 
 from sqreen_otel.explorer import chart
-from sqreen_otel.explorer.app import RECENT_NS, create_app
+from sqreen_otel.explorer.app import RECENT_NS
 from sqreen_otel.explorer.store import Store
 
 __all__ = ["driver"]  # the browser fixture, shared with the walk-through
@@ -83,21 +81,8 @@ def event(name: str, at_ns: int, ip: str = "203.0.113.7") -> dict[str, Any]:
 @pytest.fixture
 def explorer(tmp_path: Path) -> Iterator[tuple[str, Store]]:
     store = Store(tmp_path / "explorer.sqlite")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(store), host=HOST, port=port, log_level="warning",
-                                           lifespan="off"))  # fmt: skip
-    thread = threading.Thread(target=server.run, name="explorer", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the explorer did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://{HOST}:{port}", store
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        store.close()
+    with running(store) as url:
+        yield url, store
 
 
 def page(url: str, **params: str) -> str:

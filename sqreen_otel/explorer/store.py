@@ -632,10 +632,7 @@ class Store:
         where, params = _where(filters)
         newest = f"SELECT id FROM events{_clause(where)} ORDER BY time_ns DESC, id DESC LIMIT ?"
         with self._read() as conn:
-            return {
-                name: [(str(value), int(n)) for value, n in conn.execute(sql, [*params, sample, limit])]
-                for name, sql in top_queries(newest, _USER_AGENT, "?").items()
-            }
+            return top_values_of(conn, newest, [*params, sample, limit], _USER_AGENT, "?")
 
     def summary(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Per event name: how many, first and last time, distinct users and client addresses; most frequent first.
@@ -889,7 +886,17 @@ def _where(filters: Filters) -> tuple[list[str], list[Any]]:
     return where, params
 
 
-def top_queries(newest: str, user_agent: str, mark: str) -> dict[str, str]:
+def top_values_of(
+    conn: Any, newest: str, params: list[Any], user_agent: str, mark: str
+) -> dict[str, list[tuple[str, int]]]:
+    """``top_values`` on a connection of either database (``params``: ``newest``'s, then sample and limit)."""
+    return {
+        name: [(str(value), int(n)) for value, n in conn.execute(sql, params)]
+        for name, sql in _top_queries(newest, user_agent, mark).items()
+    }
+
+
+def _top_queries(newest: str, user_agent: str, mark: str) -> dict[str, str]:
     """The SQL of each ``top_values`` field over the ids that ``newest`` selects; SQLite and PostgreSQL differ
     only in the placeholder ``mark`` and the ``user_agent`` expression."""
     queries = {

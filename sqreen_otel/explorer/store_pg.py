@@ -61,7 +61,7 @@ from .store import (
     check_duration,
     only_new,
     rows_of,
-    top_queries,
+    top_values_of,
 )
 
 NO_FILTER = Filters()
@@ -382,10 +382,7 @@ class PgStore:
         where, params = _where(filters)
         newest = f"SELECT id FROM events{_clause(where)} ORDER BY time_ns DESC, id DESC LIMIT %s"
         with self._tx(snapshot=True) as conn:
-            return {
-                field: [(str(value), int(n)) for value, n in conn.execute(sql, [*params, sample, limit])]
-                for field, sql in top_queries(newest, _USER_AGENT, "%s").items()
-            }
+            return top_values_of(conn, newest, [*params, sample, limit], _USER_AGENT, "%s")
 
     def summary(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Per event name: how many, first and last time, distinct users and client addresses; most frequent first."""
