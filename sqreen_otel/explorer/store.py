@@ -160,7 +160,7 @@ _INSERT_USER = "INSERT INTO event_users (event_id, key, value) VALUES (?, ?, ?)"
 _USER_AGENT = """json_extract(attributes, '$."user_agent.original"')"""
 _SERVICE = """json_extract(resource, '$."service.name"')"""
 TOP_FIELDS = ("ip", "user", "path", "user_agent")
-TOP_SAMPLE = 50_000  # the newest matching events that top_values counts over: a bounded cost at any size
+TOP_SAMPLE = 10_000  # the newest matching events that top_values counts over: a bounded cost at any size
 _PROP_MATCH = (
     "(CASE json_type(attributes, ?) WHEN 'text' THEN json_extract(attributes, ?)"
     " WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null'"
