@@ -489,6 +489,8 @@ def _parser() -> argparse.ArgumentParser:
     from .explorer.playbooks.commands import add_parser as add_playbooks_parser
 
     add_playbooks_parser(sub, DEFAULT_DB)
+    sub.choices["playbooks"].epilog = epilog("playbooks")  # its examples and exit status, as every command's
+    sub.choices["playbooks"].formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 
@@ -558,6 +560,13 @@ HELP: dict[str, tuple[tuple[str, ...], tuple[tuple[int, str], ...]]] = {
         ("sqreen-otel actions", f"sqreen-otel actions {_URL_EXAMPLES[0]} --json",
          f"{_URL_EXAMPLES[1]} sqreen-otel actions"),
         _CLIENT_STATUS,
+    ),
+    "playbooks": (
+        ("sqreen-otel playbooks check playbooks.yaml", "sqreen-otel playbooks test playbooks.yaml",
+         "sqreen-otel playbooks backtest playbooks.yaml --events events.jsonl"),
+        ((0, "good: a valid file, every test passed, the backtest done"),
+         (1, "a bad file (its line and field on stderr), a failed test, or a database that cannot be read"),
+         (2, "bad arguments")),
     ),
 }  # fmt: skip
 
