@@ -187,6 +187,46 @@ RULES: tuple[TokenRule, ...] = (
     _rule("replicate", ("r8_",), _B + r"r8_[A-Za-z0-9]{37}"),
     _rule("notion", ("ntn_",), _B + r"ntn_[A-Za-z0-9]{40,}"),
     _rule("twitter-bearer", ("AAAAAAAAAAAAAAAAAAAAA",), r"AAAAAAAAAAAAAAAAAAAAA[A-Za-z0-9%]{30,}", placeholders=False),
+    # More vendors' prefixed tokens, as gitleaks' rules of the same names describe them.
+    _rule("alibaba-access-key", ("LTAI",), _B + r"LTAI[A-Za-z0-9]{20}" + _E),
+    _rule("artifactory", ("AKC",), _B + r"AKC[A-Za-z0-9]{10,}" + _E),
+    _rule("twilio-account-sid", ("AC",), _B + r"AC[0-9a-f]{32}" + _E),
+    _rule("clojars", ("CLOJARS_",), _B + r"CLOJARS_[a-z0-9]{60}"),
+    _rule("contentful", ("CFPAT-",), _B + r"CFPAT-[A-Za-z0-9_-]{43}"),
+    _rule("duffel", ("duffel_test_", "duffel_live_"), _B + r"duffel_(?:test|live)_[A-Za-z0-9_=-]{43}"),
+    _rule("dynatrace", ("dt0c01.",), _B + r"dt0c01\.[A-Za-z0-9]{24}\.[A-Za-z0-9]{64}"),
+    _rule("easypost", ("EZAK", "EZTK"), _B + r"EZ[AT]K[A-Za-z0-9]{54}"),
+    _rule("flutterwave", ("FLWSECK", "FLWPUBK"), _B + r"FLW(?:SECK|PUBK)_TEST-[a-hA-H0-9]{32}-X"),
+    _rule("frameio", ("fio-u-",), _B + r"fio-u-[A-Za-z0-9_=-]{64}"),
+    _rule(
+        "hubspot",
+        ("pat-na1-", "pat-eu1-"),
+        _B + r"pat-(?:na|eu)1-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    ),
+    _rule("harness", ("pat.", "sat."), _B + r"(?:pat|sat)\.[A-Za-z0-9_-]{22}\.[0-9a-f]{24}\.[A-Za-z0-9]{20}"),
+    _rule("infracost", ("ico-",), _B + r"ico-[A-Za-z0-9]{32}" + _E),
+    _rule("nuget", ("oy2",), _B + r"oy2[a-z0-9]{43}" + _E),
+    _rule("openshift", ("sha256~",), _B + r"sha256~[A-Za-z0-9_-]{43}"),
+    _rule("prefect", ("pnu_",), _B + r"pnu_[A-Za-z0-9]{36}" + _E),
+    _rule("readme", ("rdme_",), _B + r"rdme_[a-z0-9]{70}" + _E),
+    _rule("rubygems", ("rubygems_",), _B + r"rubygems_[a-f0-9]{48}" + _E),
+    _rule("scalingo", ("tk-us-",), _B + r"tk-us-[A-Za-z0-9_-]{48}"),
+    _rule("sendinblue", ("xkeysib-",), _B + r"xkeysib-[a-f0-9]{64}-[A-Za-z0-9]{16}"),
+    _rule("shippo", ("shippo_live_", "shippo_test_"), _B + r"shippo_(?:live|test)_[a-f0-9]{40}"),
+    _rule("typeform", ("tfp_",), _B + r"tfp_[A-Za-z0-9_.=-]{59}"),
+    _rule(
+        "plaid",
+        ("access-sandbox-", "access-development-", "access-production-"),
+        _B + r"access-(?:sandbox|development|production)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+    ),
+    _rule("huggingface-org", ("api_org_",), _B + r"api_org_[A-Za-z]{34}" + _E),
+    _rule("yandex", ("y0_", "AQVN"), _B + r"(?:y0_[A-Za-z0-9_-]{55}|AQVN[A-Za-z0-9_-]{35,38})"),
+    _rule("adobe", ("p8e-",), _B + r"p8e-[A-Za-z0-9]{32}" + _E),
+    _rule("new-relic-other", ("NRJS-", "NRII-"), _B + r"(?:NRJS-[a-f0-9]{19}|NRII-[A-Za-z0-9-]{32})"),
+    _rule("flyio", ("fo1_",), _B + r"fo1_[A-Za-z0-9_-]{43}"),
+    _rule("defined-networking", ("dnkey-",), _B + r"dnkey-[A-Za-z0-9=_-]{26}-[A-Za-z0-9=_-]{52}"),
+    _rule("dropbox", ("sl.",), _B + r"sl\.[A-Za-z0-9=_-]{130,}"),
+    _rule("grafana-api-key", ("eyJrIjoi",), _B + r"eyJrIjoi[A-Za-z0-9]{70,400}={0,2}"),
     # HTTP credentials after their scheme word; the credential must hold a digit or a symbol, so that
     # "Bearer authentication" or "basic information" stay.
     _rule(
@@ -231,11 +271,12 @@ RULES: tuple[TokenRule, ...] = (
 # two characters of each word.
 _LONG_RUN = re.compile(r"[A-Za-z0-9_\-.~+/=:]{15}")
 _WORD_STARTS = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{2}")
-_PREFIX_RULES: dict[str, tuple[TokenRule, ...]] = {}
+# The first two characters of a gate -> (gate, rule) pairs to test with a substring check.
+_PREFIX_RULES: dict[str, tuple[tuple[str, TokenRule], ...]] = {}
 for _r in RULES:
     if _r.prefix:
-        for _start in sorted({g[:2] for g in _r.gates}):
-            _PREFIX_RULES[_start] = (*_PREFIX_RULES.get(_start, ()), _r)
+        for _gate in _r.gates:
+            _PREFIX_RULES[_gate[:2]] = (*_PREFIX_RULES.get(_gate[:2], ()), (_gate, _r))
 _RARE = re.compile(r"[A-Z\-.:~]")
 
 
@@ -259,13 +300,14 @@ _LOWER_RULES = tuple(r for r in RULES if r.lower)
 def secret_spans(text: str) -> list[tuple[int, int]]:
     """``(start, end)`` of each part of ``text`` that a token rule matches (spans may overlap)."""
     spans: list[tuple[int, int]] = []
-    seen: set[str] = set()
     if _LONG_RUN.search(text) is not None:
+        fired: set[TokenRule] = set()
         for start in _PREFIX_RULES.keys() & set(_WORD_STARTS.findall(text)):
-            for rule in _PREFIX_RULES[start]:
-                if rule.name not in seen and any(g in text for g in rule.gates):
-                    seen.add(rule.name)
-                    spans.extend(rule.spans(text))
+            for gate, rule in _PREFIX_RULES[start]:
+                if gate in text:
+                    fired.add(rule)
+        for rule in fired:
+            spans.extend(rule.spans(text))
     if _OTHER_GATES.search(text) is not None:
         for gate in {m.group() for m in _OTHER_GATES.finditer(text)}:
             spans.extend(_BY_MATCH[gate].spans(text))
