@@ -103,9 +103,11 @@ a:hover .bar{fill:var(--accent)}
 .sparkline{display:block;width:6rem;height:1.3rem}
 .spark{fill:#6b90e3}
 .topvalues{display:grid;grid-template-columns:repeat(4,minmax(0,1fr));gap:.8rem;margin:0 0 .9rem}
-.topvalues h2{font-size:.9rem;margin:.4rem 0}
-table.top{border:0}
-table.top td{padding:.15rem .3rem;border:0;word-break:break-all}
+.topvalues .card{padding:.2rem .7rem .5rem}
+.topvalues h2{font-size:.85rem;margin:.3rem 0 .2rem}
+table.top{border:0;table-layout:fixed;font-size:12.5px}
+table.top td{padding:.02rem .2rem;border:0;line-height:1.35;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+table.top td.num{width:3.6rem}
 @media (max-width:1000px){.topvalues{grid-template-columns:repeat(2,minmax(0,1fr))}}
 .tick{fill:var(--muted);font-size:11px;font-family:system-ui,sans-serif}
 .prop{display:inline-block;margin-right:.6rem}
@@ -133,7 +135,6 @@ form.rowblock button{font-size:11px;padding:0 .35rem;line-height:1.5}
 table.events{table-layout:fixed}
 table.events td{overflow-wrap:anywhere}
 .c-time{width:12.2rem}.c-name{width:14%}.c-service{width:8%}.c-user{width:17%}.c-ip{width:8.8rem}.c-req{width:13%}
-table.top td.num{white-space:nowrap;padding-left:.6rem}
 @media (max-width:900px){main{padding:.8rem .7rem 2rem}th,td{padding:.32rem .4rem}
 table.events td.nowrap{white-space:normal}.c-time{width:6.6rem}.c-ip{width:7.4rem}.c-user{width:16%}
 .c-service{width:9%}}
