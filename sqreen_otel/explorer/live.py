@@ -147,10 +147,13 @@ class Live:
             logger.exception("playbooks: rebuilding from the stored events failed; starting from the newest event")
             self.counters["errors"] += 1
             self._cursor = self._max_id()
+            if self.engine is None and self.playbooks is not None:  # evaluate from now on, without the history
+                self.engine = Engine(self.playbooks, trusted_proxies=self.trusted_proxies)
         self._ready.set()
         next_reload = time.monotonic() + self.reload_interval
         next_prune = time.monotonic() + 60.0
         while not self._stop.is_set():
+            self._wake.clear()  # before reading: a commit from now on wakes the next wait
             try:
                 if time.monotonic() >= next_reload:
                     next_reload = time.monotonic() + self.reload_interval
@@ -166,7 +169,6 @@ class Live:
                 logger.exception("playbooks: live evaluation failed; retrying")
                 self._stop.wait(1.0)
             self._wake.wait(self.poll_interval)
-            self._wake.clear()
 
     def _read(self) -> tuple[list[Event], int]:
         """The next events after the cursor that a playbook or the hit counts read, and the new cursor.
