@@ -197,11 +197,12 @@ def what_to_look_at(explorer: str, action_id: str) -> None:
     refusals = requests.get(f"{explorer}/api/events", params={"name": "sq.action.block_user"}, timeout=5).json()
     if [e["attributes"].get("sqreen.action.id") for e in refusals["events"]] != [action_id]:
         raise DemoFailed(f"expected one sq.action.block_user event naming action {action_id}, got {refusals}")
-    print("\nIts block list, which every app polling /v1/actions applies:")
-    for action in requests.get(f"{explorer}/api/actions", timeout=5).json()["actions"]:
+    print("\nIts block list, which every app polling /v1/actions applies (the hand-made blocks, then the playbooks'):")
+    for action in requests.get(f"{explorer}/v1/actions", timeout=5).json()["actions"]:
         user = action.get("user")
         target = ",".join(f"{k}={v}" for k, v in user.items()) if user else action.get("ip")
-        print(f"  {action['id']}  {action['action']} {target} (expires {action.get('expires_at') or 'never'})")
+        origin = f", playbook {action['playbook']}" if action.get("playbook") else ""
+        print(f"  {action['id']}  {action['action']} {target} (expires {action.get('expires_at') or 'never'}{origin})")
     sights = [
         ("/", "every event, newest first, and the histogram over time"),
         ("/?name=sq.sdk.users.login", "alice's two failed logins, then her successful one"),

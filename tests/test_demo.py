@@ -39,6 +39,7 @@ def test_demo_on_given_ports_blocks_mallory_through_the_explorer() -> None:
     # The explorer's block list holds the block the app enforced (it was "Nobody is blocked" before).
     block_list = out.split("Its block list")[1].split("What to look at:")[0]
     assert f"{action_id}  block_user email=mallory@example.com (expires never)" in block_list
+    assert re.search(r"  \w+  block_ip 203\.0\.113\.66 \(expires \S+Z, playbook credential-stuffing\)", block_list)
     looks = out.split("What to look at:")[1]
     for path in ("/", "/?name=sq.sdk.users.login", "/?name=sq.action.block_user", "/actions", "/summary"):
         assert re.search(rf"^  {re.escape(explorer + path)} +\S", looks, re.M), path
