@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from . import cards
 from .scrub_keys import KeyRule, normalize_key
@@ -25,6 +26,7 @@ DEFAULT_MASK = "[REDACTED]"
 _CACHE_LIMIT = 8192  # entries in each verdict cache; cleared whole when full
 _CACHED_TEXT = 256  # longer strings are rarely repeated: not cached
 _SHORTEST_TOKEN = 8  # no token rule matches fewer characters
+_NAME_KEYS = ("name", "key", "field", "param", "parameter", "header")
 
 
 def mask_spans(text: str, spans: Iterable[tuple[int, int]], mask: str) -> str:
@@ -94,6 +96,17 @@ class Scrubber:
             self._key_cache[key] = verdict
         return verdict
 
+    def named_value_key(self, mapping: Mapping[Any, Any]) -> str | None:
+        """``"value"`` when ``mapping`` names a sensitive field in a sibling (``{"name": "password",
+        "value": ...}``, as HAR files, form builders and key/value settings lists write them)."""
+        if "value" not in mapping or len(mapping) > 8:
+            return None
+        for name_key in _NAME_KEYS:
+            name = mapping.get(name_key)
+            if isinstance(name, str) and self.sensitive_key(name):
+                return "value"
+        return None
+
     def redact(self, text: str) -> str:
         """Mask each secret-looking part of ``text`` (tokens, cards, values of sensitive keys in
         ``key=value`` text); the rest stays readable. Masking twice changes nothing more.
@@ -111,7 +124,7 @@ class Scrubber:
                 spans += cards.card_spans(text)
             if self._custom is not None:
                 spans += [m.span() for m in self._custom.finditer(text)]
-            if "=" in text or ":" in text or " is " in text or "</" in text:
+            if "=" in text or ":" in text or " is " in text or "</" in text or " set " in text:
                 spans += pair_spans(text, self.sensitive_key, self.mask)
             if spans:
                 result = mask_spans(text, spans, self.mask)

@@ -231,9 +231,19 @@ def markup_spans(text: str, sensitive: Callable[[str], bool]) -> list[tuple[int,
     return spans
 
 
+# "aws configure set aws_secret_access_key X", "npm config set //registry/:_authToken X", "gh secret set".
+_CONFIG_SET = re.compile(
+    r"\b(?:config|configure|secrets?)[ \t]+set[ \t]+(?:--?\S+[ \t]+)*([\w.\-:/\[\]]{1,100})[ \t]+[\"']?([^\s\"']+)"
+)
+# An OAuth 2.0 authorization code in a redirect ("/callback?code=...&state=...", RFC 6749 4.1.2).
+_OAUTH_REDIRECT = re.compile(r"[?&#]state=|/callback|/oauth|/authorize", re.IGNORECASE)
+
+
 def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[tuple[int, int]]:
     """``(start, end)`` of each value of a sensitive key in ``text``."""
     spans: list[tuple[int, int]] = markup_spans(text, sensitive) if "</" in text or 'value="' in text else []
+    if " set " in text:
+        spans += [m.span(2) for m in _CONFIG_SET.finditer(text) if sensitive(m.group(1))]
     reversed_text = text[::-1]
     length = len(text)
     skip_until = 0  # inside a nested value already masked: its pairs need no look
@@ -251,7 +261,9 @@ def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[t
         key = text[key_start : length - found.start("key")]
         if "%" in key:
             key = urllib.parse.unquote_plus(key)
-        judged = sensitive(key)
+        judged = sensitive(key) or (
+            key == "code" and text[key_start - 1 : key_start] in ("?", "&", "#") and bool(_OAUTH_REDIRECT.search(text))
+        )
         if not judged and key.lower() in _PHRASE_TAILS:
             phrase = _phrase_key(text, key_start, key)
             judged = (

@@ -72,9 +72,10 @@ def clean(value: Any, scrubber: Scrubber, max_len: int, _depth: int = 0, _path: 
         path = _path | {id(value)}
         if isinstance(value, Mapping):
             result = {}
+            named = scrubber.named_value_key(value)  # {"name": "password", "value": ...} (HAR, forms)
             for key, item in itertools.islice(value.items(), MAX_ITEMS):
                 text = key if isinstance(key, str) else _to_text(key)
-                if scrubber.sensitive_key(text):
+                if text == named or scrubber.sensitive_key(text):
                     result[text] = scrubber.mask
                 else:
                     result[text] = clean(item, scrubber, max_len, _depth + 1, path)

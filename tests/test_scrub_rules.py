@@ -101,6 +101,8 @@ PAIRS = [
     ("docker login --password hunter2x registry", f"docker login --password {M} registry"),
     ("sshpass -p s3cret ssh host", f"sshpass -p {M} ssh host"),
     ("STRIPE_KEY=abc123 MAILGUN_KEY=def456", f"STRIPE_KEY={M} MAILGUN_KEY={M}"),
+    ("https://app.example/callback?code=abc123&state=xyz", f"https://app.example/callback?code={M}&state=xyz"),
+    ("aws configure set aws_secret_access_key abc123", f"aws configure set aws_secret_access_key {M}"),
     ("Server=db;User ID=sa;Password=P@ss!;Encrypt=True", f"Server=db;User ID=sa;Password={M};Encrypt=True"),
     ("AccountName=acct;AccountKey=Zm9vYmFy==;EndpointSuffix=x", f"AccountName=acct;AccountKey={M};EndpointSuffix=x"),
     ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG", f"aws_secret_access_key = {M}"),
@@ -132,6 +134,17 @@ def test_only_the_value_of_a_sensitive_key_is_masked(text: str, expected: str) -
 @pytest.mark.parametrize("text", KEPT)
 def test_harmless_look_alikes_are_kept(text: str) -> None:
     assert Scrubber().redact(text) == text
+
+
+def test_name_value_records_mask_the_value_of_a_sensitive_name() -> None:
+    # HAR headers/cookies/params, form builders and settings lists name the field in a sibling.
+    s = Scrubber()
+    har = {"headers": [{"name": "Authorization", "value": "Bearer t0k"}, {"name": "Accept", "value": "*/*"}]}
+    assert clean(har, s, 100) == {
+        "headers": [{"name": "Authorization", "value": M}, {"name": "Accept", "value": "*/*"}]
+    }
+    assert clean([{"field": "card_cvc", "value": 123}], s, 100) == [{"field": "card_cvc", "value": M}]
+    assert clean({"key": "theme", "value": "dark"}, s, 100) == {"key": "theme", "value": "dark"}
 
 
 def test_redact_pairs_masks_a_cut_nested_value_to_the_end() -> None:
