@@ -91,7 +91,14 @@ def load_baseline() -> type[Scrubber]:
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-    return module.Scrubber  # type: ignore[no-any-return]
+
+    class Baseline(module.Scrubber):  # type: ignore[misc, name-defined]
+        """The old rules, with the hook today's value walk asks for (the old rules had no such check)."""
+
+        def named_value_key(self, mapping: Any) -> None:
+            return None
+
+    return Baseline
 
 
 def sentry(key: str, value: Any) -> Any:
