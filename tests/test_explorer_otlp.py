@@ -468,3 +468,113 @@ def test_unknown_content_encoding_is_415() -> None:
 def test_inflate_rejects_a_negative_cap() -> None:
     with pytest.raises(ValueError, match="max_size"):
         otlp.inflate(b"", None, -1)
+
+
+# -- decode_capped: ingest's one-pass decode and cap -----------------------------------------------
+
+_TEXTS = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(["", "é" * 20_000, "x" * (otlp.MAX_VALUE_BYTES + 10), "\U0001f600" * 5_000]),
+)
+_SCALARS = st.one_of(_TEXTS, st.integers(-(2**63), 2**63 - 1), st.booleans(), st.floats(allow_nan=False), st.none())
+_VALUES = st.one_of(
+    _SCALARS,
+    st.binary(max_size=8),
+    st.just(b"\x01" * (otlp.MAX_VALUE_BYTES // 2 + 1)),
+    st.lists(_SCALARS, max_size=3),
+    st.dictionaries(st.text(max_size=4), _SCALARS, max_size=3),
+)
+_KEYS = st.one_of(
+    st.sampled_from(["a", "b", "log.record.uid", "sqreen.user.id", "k" * 300, "K" * 2000]), st.text(max_size=6)
+)
+_ATTRIBUTES = st.lists(st.tuples(_KEYS, _VALUES), max_size=6)  # a list: OTLP allows a key twice
+
+
+def _any(target: Any, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool):
+        target.bool_value = value
+    elif isinstance(value, int):
+        target.int_value = value
+    elif isinstance(value, float):
+        target.double_value = value
+    elif isinstance(value, str):
+        target.string_value = value
+    elif isinstance(value, bytes):
+        target.bytes_value = value
+    elif isinstance(value, list):
+        array = target.array_value
+        array.SetInParent()
+        for item in value:
+            _any(array.values.add(), item)
+    else:
+        kvlist = target.kvlist_value
+        kvlist.SetInParent()
+        for key, item in value.items():
+            kv = kvlist.values.add(key=key)
+            _any(kv.value, item)
+
+
+def _fill(kvs: Any, pairs: list[tuple[str, Any]]) -> None:
+    for key, value in pairs:
+        _any(kvs.add(key=key).value, value)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    st.lists(  # resources, each with its scopes, each with its records (attributes, maybe a body)
+        st.tuples(
+            _ATTRIBUTES,
+            st.lists(
+                st.tuples(_ATTRIBUTES, st.lists(st.tuples(_ATTRIBUTES, st.one_of(st.none(), _VALUES)), max_size=4)),
+                max_size=2,
+            ),
+        ),
+        max_size=2,
+    ),
+    st.integers(0, 30),
+)
+def test_decode_capped_is_decode_then_cap(resources: list[Any], copies: int) -> None:
+    """Ingest's one pass gives exactly what decode() then cap() give: the same events, cut the same way, and
+    the same size, even when one event of a shared resource must be cut (the others keep theirs)."""
+    request = ExportLogsServiceRequest()
+    for resource_pairs, scopes in resources:
+        rl = request.resource_logs.add()
+        _fill(rl.resource.attributes, resource_pairs)
+        for scope_pairs, records in scopes:
+            sl = rl.scope_logs.add()
+            sl.scope.name = "scope"
+            _fill(sl.scope.attributes, scope_pairs)
+            for pairs, body in records:
+                record = sl.log_records.add(event_name="e", time_unix_nano=1, severity_number=9)
+                _fill(record.attributes, pairs)
+                if body is not None:
+                    _any(record.body, body)
+                    record.body.SetInParent()
+            if records:  # one event heavy enough to be cut to MAX_EVENT_BYTES: it goes through cap()'s own code
+                heavy = sl.log_records.add(event_name="heavy")
+                _fill(heavy.attributes, [(f"k{i}", "v" * otlp.MAX_VALUE_BYTES) for i in range(copies)])
+    body = request.SerializeToString()
+    expected = otlp.decode(body, PROTOBUF)
+    size = otlp.cap(expected)
+    events, capped_size = otlp.decode_capped(body, PROTOBUF)
+    assert events == expected
+    assert capped_size == size
+
+
+def test_decode_capped_reads_json_too(sdk_logs: Callable[[], list[ReadableLogRecord]]) -> None:
+    emit_events()
+    request = request_of(sdk_logs())
+    body = otlp_json(request)
+    expected = otlp.decode(body, JSON)
+    assert otlp.decode_capped(body, JSON) == (expected, otlp.cap(expected))
+    assert otlp.decode_capped(request.SerializeToString(), PROTOBUF) == (expected, otlp.cap(copy.deepcopy(expected)))
+    with pytest.raises(otlp.DecodeError, match="malformed protobuf"):
+        otlp.decode_capped(b"\xff\xff\xff not protobuf", PROTOBUF)
+    twice = ExportLogsServiceRequest()  # a key given twice: the last value, counted once, as decode() + cap()
+    record = twice.resource_logs.add().scope_logs.add().log_records.add(event_name="e")
+    for value in ("x", "y"):
+        record.attributes.add(key="a").value.string_value = value
+    events = otlp.decode(twice.SerializeToString(), PROTOBUF)
+    assert otlp.decode_capped(twice.SerializeToString(), PROTOBUF) == (events, otlp.cap(events)) == (events, 3)

@@ -346,8 +346,7 @@ def create_app(store: Storage, *, token: str | None = None, live: Live | None = 
     decoders = anyio.CapacityLimiter(DECODERS)
 
     def decode(body: bytes, encoding: str | None, content_type: str) -> tuple[list[dict[str, Any]], int]:
-        events = otlp.decode(otlp.inflate(body, encoding, MAX_INFLATED), content_type)
-        return events, otlp.cap(events)
+        return otlp.decode_capped(otlp.inflate(body, encoding, MAX_INFLATED), content_type)
 
     async def commit(events: list[dict[str, Any]], size: int) -> Response | None:
         """Wait for the events' commit: ``None`` once stored, else the 503 to answer."""
