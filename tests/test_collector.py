@@ -351,14 +351,17 @@ def test_the_queue_on_disk_delivers_across_an_explorer_outage_and_a_collector_re
 ) -> None:
     port, queue, run = free_port(), tmp_path / "queue", new_run()
     explorer = f"http://{HOST}:{port}"
-    with serve(tmp_path, "--token", TOKEN, port=port):
-        first = Collector(otelcol, tmp_path, explorer, queue)
-        send_ours_via(first.endpoint, run, 40)
-        assert len(wait_for(explorer, run, 40)) == 40
-    # The explorer is down: the Collector accepts, queues on disk and retries.
-    send_ours_via(first.endpoint, run, 80, start=40)
-    assert first.wait_metric("otelcol_exporter_queue_size", 1) >= 1  # batched, queued on disk, retrying
-    assert first.stop() == 0
+    first = Collector(otelcol, tmp_path, explorer, queue)
+    try:
+        with serve(tmp_path, "--token", TOKEN, port=port):
+            send_ours_via(first.endpoint, run, 40)
+            assert len(wait_for(explorer, run, 40)) == 40
+        # The explorer is down: the Collector accepts, queues on disk and retries.
+        send_ours_via(first.endpoint, run, 80, start=40)
+        assert first.wait_metric("otelcol_exporter_queue_size", 1) >= 1  # batched, queued on disk, retrying
+        assert first.stop() == 0
+    finally:
+        first.stop()  # a failed step above must not leave it running
     assert "connection refused" in first.log_path.read_text().lower()
     assert any(queue.iterdir()), "the queue directory is empty"
     second = Collector(otelcol, tmp_path, explorer, queue)  # the restarted Collector, same queue
