@@ -145,12 +145,19 @@ def _plain_attributes(kvs: Any) -> tuple[dict[str, Any], int]:
     plain = True
     for kv in kvs:
         key, value = kv.key, kv.value
-        kind = value.WhichOneof("value")
-        if kind == "string_value":
-            text = out[key] = value.string_value
+        text = value.string_value  # "" unless the value is a text (a oneof): then no need to ask which
+        if text:
+            out[key] = text
             size += len(key) + len(text)
             if len(text) > MAX_VALUE_BYTES // 4:
                 plain = False
+            if len(key) > MAX_KEY_BYTES // 4:
+                plain = False
+            continue
+        kind = value.WhichOneof("value")
+        if kind == "string_value":
+            out[key] = ""
+            size += len(key)
         elif kind is None:
             out[key] = None
             size += len(key) + 16
