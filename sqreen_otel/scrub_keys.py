@@ -109,7 +109,9 @@ DESCRIPTORS = frozenset(
         "confirmed", "remaining", "left", "budget", "estimate", "per", "cost", "price", "validator",
         "validators", "hasher", "hashers", "checker", "generator", "encoder", "widget", "form", "input",
         "seconds", "secs", "sec", "minutes", "mins", "hours", "days", "weeks", "months", "ms", "period",
-        "digits", "chars", "characters", "arn", "channel", "channels", "transport",
+        "digits", "chars", "characters", "arn", "channel", "channels", "transport", "config", "configuration",
+        "conf", "cfg", "settings", "options", "opts", "attrs", "attributes", "category", "categories", "public",
+        "refreshes", "resets", "rotations", "renewals", "failures", "changes",
     }
 )  # fmt: skip
 # A first word that makes the key a flag about the credential ("has_password", "show_token").

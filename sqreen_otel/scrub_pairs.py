@@ -49,8 +49,10 @@ _PLACEHOLDER = re.compile(
 )
 # Code, not a value: "os.getenv(", "ENV[", "settings.SECRET_KEY", "process.env.DB_PASSWORD".
 _CODE = re.compile(r"[A-Za-z_$][\w$]*(?:(?:\.[A-Za-z_$][\w$]*)+[(\[]?|[(\[])")
-# Two lower-case words after a colon mid-line: a log message ("auth: user bob logged in").
-_PROSE_RUN = re.compile(r"[A-Za-z][a-z]* [a-z]+\b")
+# Two words after a colon mid-line: a log message ("auth: user bob logged in", "csrf: Forbidden (CSRF
+# token missing.)", 'volume "x" : secret "x" not found').
+_PROSE_RUN = re.compile(r"[A-Za-z][a-z]* [(\"']?[A-Za-z]")
+
 # First words of prose after "Password:", "Token:" (messages, labels), never of a secret value.
 _PROSE = frozenset(
     {
@@ -105,6 +107,15 @@ def _quoted_end(text: str, start: int, quote: str) -> int:
             return index
         index += 1
     return length
+
+
+def _code(value: str) -> bool:
+    """A reference in code ("settings.SECRET_KEY", "os.getenv("), not a dotted token such as a
+    Kubernetes or Discord token, whose parts are long runs of mixed case and digits."""
+    return _CODE.fullmatch(value) is not None and not any(
+        len(part) >= 16 and not part.isalpha() and not part.islower() and not part.isupper()
+        for part in value.split(".")
+    )
 
 
 def _at_line_start(text: str, key_start: int) -> bool:
@@ -171,7 +182,7 @@ def value_span(
                 end = start + len(text[start:line_end].rstrip())
         span = (start, end)
     value = text[span[0] : span[1]]
-    if _placeholder(value, mask) or (char not in "\"'" and _CODE.fullmatch(value.strip())):
+    if _placeholder(value, mask) or (char not in "\"'" and _code(value.strip())):
         return None
     if colon and (
         value.split(None, 1)[0].lower().strip(".,!") in _PROSE
@@ -236,7 +247,10 @@ _CONFIG_SET = re.compile(
     r"\b(?:config|configure|secrets?)[ \t]+set[ \t]+(?:--?\S+[ \t]+)*([\w.\-:/\[\]]{1,100})[ \t]+[\"']?([^\s\"']+)"
 )
 # An OAuth 2.0 authorization code in a redirect ("/callback?code=...&state=...", RFC 6749 4.1.2).
-_OAUTH_REDIRECT = re.compile(r"[?&#]state=|/callback|/oauth|/authorize", re.IGNORECASE)
+# Also in the token request that redeems it (RFC 6749 4.1.3: grant_type=authorization_code&code=...).
+_OAUTH_REDIRECT = re.compile(
+    r"[?&#]state=|/callback|/oauth|/authorize|grant_type=authorization_code|redirect_uri=", re.IGNORECASE
+)
 
 
 def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[tuple[int, int]]:
@@ -262,7 +276,7 @@ def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[t
         if "%" in key:
             key = urllib.parse.unquote_plus(key)
         judged = sensitive(key) or (
-            key == "code" and text[key_start - 1 : key_start] in ("?", "&", "#") and bool(_OAUTH_REDIRECT.search(text))
+            key == "code" and (key_start == 0 or text[key_start - 1] in "?&#") and bool(_OAUTH_REDIRECT.search(text))
         )
         if not judged and key.lower() in _PHRASE_TAILS:
             phrase = _phrase_key(text, key_start, key)
@@ -295,8 +309,12 @@ def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[t
             line_start=_at_line_start(text, key_start),
             mask=mask,
         )
-        # "the password is hunter2", not "the password is correct".
-        if span is not None and not (sep == " is " and text[span[0] : span[1]].isalpha()):
+        # "the password is hunter2", not "the password is correct"; "password=password" and
+        # "token=self.token" pass a variable on (source lines in tracebacks).
+        if span is not None and not (
+            (sep == " is " and text[span[0] : span[1]].isalpha())
+            or text[span[0] : span[1]].rpartition(".")[2].lower() == key.lower()
+        ):
             spans.append(span)
             if text[span[0]] in _OPENERS:
                 skip_until = span[1]

@@ -227,12 +227,13 @@ RULES: tuple[TokenRule, ...] = (
     _rule("defined-networking", ("dnkey-",), _B + r"dnkey-[A-Za-z0-9=_-]{26}-[A-Za-z0-9=_-]{52}"),
     _rule("dropbox", ("sl.",), _B + r"sl\.[A-Za-z0-9=_-]{130,}"),
     _rule("grafana-api-key", ("eyJrIjoi",), _B + r"eyJrIjoi[A-Za-z0-9]{70,400}={0,2}"),
-    # HTTP credentials after their scheme word; the credential must hold a digit or a symbol, so that
-    # "Bearer authentication" or "basic information" stay.
+    # HTTP credentials after their scheme word; the credential must hold a digit or a symbol inside
+    # it (not only a final "."), so that "Bearer authentication", "basic information" and "token
+    # missing." stay.
     _rule(
         "http-credentials",
         ("bearer", "basic", "token"),
-        r"(?<![A-Za-z0-9])(?i:bearer|basic|token)\s+(?=[A-Za-z]{0,200}[0-9\-._~+/=])"
+        r"(?<![A-Za-z0-9])(?i:bearer|basic|token)\s+(?=[A-Za-z]{0,200}(?:[0-9=]|[\-._~+/][A-Za-z0-9]))"
         r"[A-Za-z0-9\-._~+/][^\s\"'<>,;)]{7,}",  # to the credential's end, stray characters included
         lower=True,
     ),
@@ -249,6 +250,25 @@ RULES: tuple[TokenRule, ...] = (
         "cli-short-password",
         (" -p ",),
         r"(?:sshpass|\blogin\b[^\n]{0,200}?)[ \t]-p[ \t]+[\"']?(?P<s>[^\s\"'$<{][^\s\"']*)",
+    ),
+    # mysql -pSECRET (the password joined to -p; "-p" alone prompts for it), mysqldump, mariadb...
+    _rule(
+        "mysql-password-flag",
+        (" -p",),
+        r"\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlsh|mariadb|mariadb-dump)\b[^\n]{0,200}?[ \t]-p"
+        r"[\"']?(?P<s>[^\s\"'$<{-][^\s\"']*)",
+    ),
+    # .netrc: "machine HOST login USER password SECRET" (on one line or several).
+    _rule(
+        "netrc-password",
+        ("machine ",),
+        r"\bmachine[ \t]+\S+(?:\s+(?:login|account|port)[ \t]+\S+){0,3}\s+password[ \t]+(?P<s>\S+)",
+    ),
+    # Braintree/PayPal access tokens: access_token$production$<16>$<32 hex>.
+    _rule(
+        "braintree-access-token",
+        ("access_token$",),
+        r"access_token\$(?:production|sandbox)\$[0-9a-z]{16}\$[0-9a-f]{32}",
     ),
     # curl -u user:password, --user user:password.
     _rule(
@@ -289,7 +309,9 @@ def _fragment(gate: str) -> str:
     return re.escape(gate[i]) + behind + re.escape(gate[i + 1 :])
 
 
-_OTHER_RULES = tuple(r for r in RULES if not r.prefix and not r.lower)
+_OTHER_RULES = tuple(r for r in RULES if not r.prefix and not r.lower and all(_RARE.search(g) for g in r.gates))
+# Gates of lower-case letters only ("machine ", "access_token$"): a few substring checks.
+_PLAIN_GATES = tuple((g, r) for r in RULES if not r.prefix and not r.lower and r not in _OTHER_RULES for g in r.gates)
 # Longest first, so that "-us" is not read as "-u"; a match's text names its rule.
 _FRAGMENTS = sorted(((_fragment(g), g, r) for r in _OTHER_RULES for g in r.gates), key=lambda f: -len(f[1]))
 _OTHER_GATES = re.compile("|".join(f for f, _, _ in _FRAGMENTS))
@@ -311,6 +333,9 @@ def secret_spans(text: str) -> list[tuple[int, int]]:
     if _OTHER_GATES.search(text) is not None:
         for gate in {m.group() for m in _OTHER_GATES.finditer(text)}:
             spans.extend(_BY_MATCH[gate].spans(text))
+    for gate, rule in _PLAIN_GATES:
+        if gate in text:
+            spans.extend(rule.spans(text))
     lowered = text.lower()
     if "bearer" in lowered or "basic" in lowered or "token" in lowered:
         for rule in _LOWER_RULES:

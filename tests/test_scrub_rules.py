@@ -65,6 +65,7 @@ DESCRIBED = [
     "password_expires", "signature_version", "cookie_consent", "auth_provider", "primary_key", "has_password",
     "token_lifetime_seconds", "secret_name", "author", "passenger", "pinned", "compass", "keyboard", "bypass",
     "nextPageToken", "page_token", "otp_channel", "passwordless", "sort_key",
+    "jwt_config", "auth_settings", "set_cookie_attrs", "cookie_categories", "token_refreshes", "password_resets",
 ]  # fmt: skip
 
 
@@ -114,6 +115,11 @@ PAIRS = [
     ("my password is hunter2!", f"my password is {M}"),
     ("redis://:pw123@cache:6379/0", f"redis://{M}@cache:6379/0"),
     ("curl -u alice:wonderland https://api.example", f"curl -u {M} https://api.example"),
+    ("machine api.example.com\n  login bob password s3cr3t-Pw", f"machine api.example.com\n  login bob password {M}"),
+    ("mysql -h db -u root -pS3cretPw app", f"mysql -h db -u root -p{M} app"),
+    ("grant_type=authorization_code&code=SplxlOBeZQQYbYS6WxSbIA", f"grant_type=authorization_code&code={M}"),
+    ("define('T', 'access_token$sandbox$9wyz9gr9w6w3nhq7$fddc66ab5ee3f60df65e1b1e0e56a79d');", f"define('T', '{M}');"),
+    ("  user:\n    token: wt1b9AUCmOv4SnUq2LjkQzToolu.hsMwt7wdXzsKo1TkSE8mmMF3tIzIf", f"  user:\n    token: {M}"),
 ]  # fmt: skip
 KEPT = [
     "Password: must be at least 8 characters", "secret_length=32", "token_type=Bearer&expires_in=3600",
@@ -121,6 +127,9 @@ KEPT = [
     "Bearer authentication is described in RFC 6750", "the password is too short", "https://example.com/a:b",
     "task_test_1234567890abcdef", "risk-assessment-framework-2024-q3", "OKAKIAIOSFODNN7EXAMPLEWORD",
     "9780306406157", "4006381333931", "1700000000000", "+44 20 7946 0958", "4111 1111 1111 1112",
+    "mysql -u root -p app", "authenticate(request, username=username, password=password)", "token=self.token",
+    "password: settings.DB_PASSWORD", "WARNING django.security.csrf: Forbidden (CSRF token missing.): /api/login",
+    'MountVolume.SetUp failed for volume "db-credentials" : secret "db-credentials" not found',
 ]  # fmt: skip
 
 
