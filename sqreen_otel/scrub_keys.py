@@ -111,7 +111,8 @@ DESCRIPTORS = frozenset(
         "seconds", "secs", "sec", "minutes", "mins", "hours", "days", "weeks", "months", "ms", "period",
         "digits", "chars", "characters", "arn", "channel", "channels", "transport", "config", "configuration",
         "conf", "cfg", "settings", "options", "opts", "attrs", "attributes", "category", "categories", "public",
-        "refreshes", "resets", "rotations", "renewals", "failures", "changes",
+        "refreshes", "resets", "rotations", "renewals", "failures", "changes", "question", "questions", "score",
+        "brand", "network", "funding", "last4", "bin",
     }
 )  # fmt: skip
 # A first word that makes the key a flag about the credential ("has_password", "show_token").

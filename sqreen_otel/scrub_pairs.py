@@ -184,8 +184,10 @@ def value_span(
     value = text[span[0] : span[1]]
     if _placeholder(value, mask) or (char not in "\"'" and _code(value.strip())):
         return None
+    first = value.split(None, 1)[0].lower().strip(".,!")
     if colon and (
-        value.split(None, 1)[0].lower().strip(".,!") in _PROSE
+        first in _PROSE
+        or (first.isalpha() and first.islower() and first.endswith(("ed", "ing")))  # "Token: refreshed"
         or (not line_start and char.isalpha() and _PROSE_RUN.match(text, start) is not None)
     ):
         return None

@@ -258,6 +258,12 @@ RULES: tuple[TokenRule, ...] = (
         r"\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlsh|mariadb|mariadb-dump)\b[^\n]{0,200}?[ \t]-p"
         r"[\"']?(?P<s>[^\s\"'$<{-][^\s\"']*)",
     ),
+    # redis-cli -a SECRET (and --pass SECRET).
+    _rule(
+        "redis-cli-password",
+        ("redis-cli",),
+        r"\bredis-cli\b[^\n]{0,200}?[ \t](?:-a|--pass)[ \t]+[\"']?(?P<s>[^\s\"'$<{-][^\s\"']*)",
+    ),
     # .netrc: "machine HOST login USER password SECRET" (on one line or several).
     _rule(
         "netrc-password",

@@ -66,6 +66,7 @@ DESCRIBED = [
     "token_lifetime_seconds", "secret_name", "author", "passenger", "pinned", "compass", "keyboard", "bypass",
     "nextPageToken", "page_token", "otp_channel", "passwordless", "sort_key",
     "jwt_config", "auth_settings", "set_cookie_attrs", "cookie_categories", "token_refreshes", "password_resets",
+    "secret_question", "credit_card_brand", "passwordStrengthScore", "card_last4",
 ]  # fmt: skip
 
 
@@ -120,6 +121,7 @@ PAIRS = [
     ("grant_type=authorization_code&code=SplxlOBeZQQYbYS6WxSbIA", f"grant_type=authorization_code&code={M}"),
     ("define('T', 'access_token$sandbox$9wyz9gr9w6w3nhq7$fddc66ab5ee3f60df65e1b1e0e56a79d');", f"define('T', '{M}');"),
     ("  user:\n    token: wt1b9AUCmOv4SnUq2LjkQzToolu.hsMwt7wdXzsKo1TkSE8mmMF3tIzIf", f"  user:\n    token: {M}"),
+    ("redis-cli -h cache -a Xk3pq9Zt7Lw2 ping", f"redis-cli -h cache -a {M} ping"),
 ]  # fmt: skip
 KEPT = [
     "Password: must be at least 8 characters", "secret_length=32", "token_type=Bearer&expires_in=3600",
@@ -130,6 +132,7 @@ KEPT = [
     "mysql -u root -p app", "authenticate(request, username=username, password=password)", "token=self.token",
     "password: settings.DB_PASSWORD", "WARNING django.security.csrf: Forbidden (CSRF token missing.): /api/login",
     'MountVolume.SetUp failed for volume "db-credentials" : secret "db-credentials" not found',
+    "Token: refreshed", "session: expiring",
 ]  # fmt: skip
 
 
