@@ -131,11 +131,7 @@ def _start_playbooks(path: str, store: Any) -> Any:
     from .explorer.live import Live
     from .explorer.notify import SMTPConfig
     from .explorer.playbooks import PlaybookError
-    from .explorer.store import Store
 
-    if not isinstance(store, Store):
-        print("sqreen-otel serve: --playbooks needs a SQLite --db (PostgreSQL is not supported yet)", file=sys.stderr)
-        return None
     proxies = [p.strip() for p in os.environ.get("SQREEN_OTEL_TRUSTED_PROXIES", "").split(",") if p.strip()]
     try:
         smtp = SMTPConfig.from_environment()

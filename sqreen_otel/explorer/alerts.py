@@ -1,4 +1,4 @@
-"""Playbook alerts and decisions in the explorer's SQLite file (tables of the store's migration 3).
+"""Playbook alerts and decisions in the explorer's database (tables of the store's migration 3, PG's 3).
 
 The live evaluation writes here what the engine returns, in the store's own write transactions
 (``Store._write``: one writer at a time, with the events' writer). Alerts and decisions are stored by
@@ -9,6 +9,11 @@ Served to agents (``GET /v1/actions``, merged with the hand-made block list): de
 simulated, not lifted and not expired (wall clock). Simulated decisions are kept for the UI and never
 served. A decision the agents could not parse (an identifier over their limits, say) is stored lifted
 and logged, since one bad entry would make every agent reject the whole document.
+
+On PostgreSQL (``store_pg.PgStore``, several replicas) the same tables hold the same rows, written with
+the same statements in PostgreSQL's words (``Dialect``): every replica serves the decisions of the one
+that evaluates (``live.Live``'s leader), and ``record(fence=...)`` refuses to advance a cursor that
+another evaluator moved, so two evaluators never both act on the same events.
 """
 
 from __future__ import annotations
@@ -19,18 +24,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..actions import MAX_ACTIONS, MAX_DOCUMENT_BYTES, parse_actions
 from .storage import Storage
 from .store import Store
 
-if TYPE_CHECKING:  # the engine (CEL, YAML) is imported only where playbooks run
+if TYPE_CHECKING:  # the engine (CEL, YAML) is imported only where playbooks run; psycopg only for PostgreSQL
     from .playbooks import Alert, Decision
+    from .store_pg import PgStore
 
 logger = logging.getLogger("sqreen_otel.explorer")
 
 MAX_PAGE = 200
+SHARED_FEED_TTL = 1.0  # seconds a replica reuses its /v1/actions body on PostgreSQL (agents poll every 5 s)
 DAY = 86400.0
 _ALERT_COLUMNS = (
     "id, playbook_id, group_key, first_ns, last_ns, open_until_ns, count, event_ids, protected, simulated, severity,"
@@ -56,6 +63,59 @@ _CURSOR = (
     "INSERT INTO playbook_cursor (id, last_event_id) VALUES (1, ?)"
     " ON CONFLICT (id) DO UPDATE SET last_event_id = excluded.last_event_id"
 )
+
+
+class Dialect(NamedTuple):
+    """The statements that differ between SQLite and PostgreSQL (placeholders, ``max(a, b)``, ``user``)."""
+
+    mark: str  # the parameter placeholder
+    decision_columns: str
+    upsert_alert: str
+    insert_decision: str
+    hit: str
+    cursor: str
+    decision_stats: str
+
+    def sql(self, text: str) -> str:
+        """``text`` written with ``?`` placeholders, in this dialect's (our constant SQL has no other ``?``)."""
+        return text if self.mark == "?" else text.replace("?", self.mark)
+
+
+SQLITE = Dialect(
+    "?", _DECISION_COLUMNS, _UPSERT_ALERT, _INSERT_DECISION, _HIT, _CURSOR,
+    "SELECT playbook_id, count(*), sum(hits),"
+    " sum(lifted_at IS NULL AND expires_at > ? AND simulated = 0),"
+    " sum(lifted_at IS NULL AND expires_at > ? AND simulated = 1) FROM decisions GROUP BY playbook_id",
+)  # fmt: skip
+_PG_DECISION_COLUMNS = _DECISION_COLUMNS.replace(" user,", ' "user",')
+POSTGRES = Dialect(
+    "%s",
+    _PG_DECISION_COLUMNS,
+    f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, NULL, %s)"
+    " ON CONFLICT (id) DO UPDATE SET last_ns = greatest(alerts.last_ns, excluded.last_ns),"
+    " open_until_ns = greatest(alerts.open_until_ns, excluded.open_until_ns),"
+    " count = greatest(alerts.count, excluded.count),"
+    " event_ids = CASE WHEN excluded.count >= alerts.count THEN excluded.event_ids ELSE alerts.event_ids END,"
+    " protected = excluded.protected, severity = excluded.severity",
+    f"INSERT INTO decisions ({_PG_DECISION_COLUMNS}) VALUES"
+    " (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 0, NULL, %s) ON CONFLICT (id) DO NOTHING",
+    "UPDATE decisions SET hits = hits + %s, last_hit_ns = greatest(coalesce(last_hit_ns, 0), %s) WHERE id = %s",
+    "INSERT INTO playbook_cursor (id, last_event_id) VALUES (1, %s)"
+    " ON CONFLICT (id) DO UPDATE SET last_event_id = excluded.last_event_id",
+    "SELECT playbook_id, count(*), sum(hits),"
+    " count(*) FILTER (WHERE lifted_at IS NULL AND expires_at > %s AND simulated = 0),"
+    " count(*) FILTER (WHERE lifted_at IS NULL AND expires_at > %s AND simulated = 1)"
+    " FROM decisions GROUP BY playbook_id",
+)
+
+
+class FenceError(RuntimeError):
+    """The cursor is not where this evaluator left it: another one (a new leader) has moved it."""
+
+
+def _many(conn: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    if rows:
+        conn.cursor().executemany(sql, rows)
 
 
 def _canonical(value: Any) -> str:
@@ -96,15 +156,25 @@ def servable(decision: Decision) -> str | None:
 
 
 class Records:
-    """Alerts, decisions, hits and the live cursor, over one ``Store``."""
+    """Alerts, decisions, hits and the live cursor, over one ``Store`` or ``PgStore``."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: Store | PgStore, *, clock: Callable[[], float] = time.time) -> None:
         self.store = store
+        self.shared = not isinstance(store, Store)  # PostgreSQL: other replicas write these tables too
+        self.dialect = POSTGRES if self.shared else SQLITE
         self._clock = clock
         self._dropped_logged = False
         self.version = 0  # bumped by every write that can change what is served (decisions, lifts)
         self._version_lock = threading.Lock()
         self._feed: tuple[int, float, dict[str, Any], bytes] | None = None  # version, valid until, manual, body
+
+    def _write(self) -> Any:
+        """A write transaction (SQLite: the store's single writer; PostgreSQL: a transaction of this thread)."""
+        return self.store._tx() if self.shared else self.store._write()  # type: ignore[union-attr]
+
+    def _read(self) -> Any:
+        """A read transaction: its queries see one snapshot."""
+        return self.store._tx(snapshot=True) if self.shared else self.store._read()  # type: ignore[union-attr]
 
     # -- writing (the live evaluation's thread) -----------------------------------------------------
 
@@ -119,8 +189,13 @@ class Records:
         *,
         hits: Mapping[str, tuple[int, int]] | None = None,
         cursor: int | None = None,
+        fence: int | None = None,
     ) -> None:
-        """Store alerts (upserted by id), new decisions, hit counts (decision id -> (n, last ns)) and the cursor."""
+        """Store alerts (upserted by id), new decisions, hit counts (decision id -> (n, last ns)) and the cursor.
+
+        ``fence``: the cursor this evaluator read from; if the stored one is elsewhere, nothing is written
+        and ``FenceError`` is raised (PostgreSQL: the cursor row is locked until the commit).
+        """
         now = self._clock()
         alert_rows = [
             (
@@ -145,12 +220,18 @@ class Records:
         hit_rows = [(n, last_ns, decision_id) for decision_id, (n, last_ns) in (hits or {}).items()]
         if not (alert_rows or decision_rows or hit_rows or cursor is not None):
             return
-        with self.store._write() as conn:
-            conn.executemany(_UPSERT_ALERT, alert_rows)
-            conn.executemany(_INSERT_DECISION, decision_rows)
-            conn.executemany(_HIT, hit_rows)
+        sql = self.dialect
+        with self._write() as conn:
+            if fence is not None:
+                lock = " FOR UPDATE" if self.shared else ""
+                row = conn.execute(f"SELECT last_event_id FROM playbook_cursor WHERE id = 1{lock}").fetchone()
+                if row is not None and row[0] != fence:
+                    raise FenceError(f"the playbook cursor is at {row[0]}, not {fence}: another evaluator moved it")
+            _many(conn, sql.upsert_alert, alert_rows)
+            _many(conn, sql.insert_decision, decision_rows)
+            _many(conn, sql.hit, hit_rows)
             if cursor is not None:
-                conn.execute(_CURSOR, (cursor,))
+                conn.execute(sql.cursor, (cursor,))
         if decision_rows:
             self._changed()
 
@@ -164,8 +245,10 @@ class Records:
         if not isinstance(decision_id, str) or len(decision_id) > 256:
             return False
         now = self._clock()
-        with self.store._write() as conn:
-            sql = "UPDATE decisions SET lifted_at = ? WHERE id = ? AND lifted_at IS NULL AND expires_at > ?"
+        with self._write() as conn:
+            sql = self.dialect.sql(
+                "UPDATE decisions SET lifted_at = ? WHERE id = ? AND lifted_at IS NULL AND expires_at > ?"
+            )
             lifted = conn.execute(sql, (now, decision_id, now)).rowcount > 0
         self._changed()
         return lifted
@@ -173,11 +256,12 @@ class Records:
     def lift_alert(self, alert_id: str) -> list[str]:
         """Lift every decision of an alert still in force; returns their ids."""
         now = self._clock()
-        with self.store._write() as conn:
-            sql = "SELECT id FROM decisions WHERE alert_id = ? AND lifted_at IS NULL AND expires_at > ?"
+        q = self.dialect.sql
+        with self._write() as conn:
+            sql = q("SELECT id FROM decisions WHERE alert_id = ? AND lifted_at IS NULL AND expires_at > ?")
             ids = [row[0] for row in conn.execute(sql, (alert_id, now))]
-            conn.executemany("UPDATE decisions SET lifted_at = ? WHERE id = ?", [(now, i) for i in ids])
-            conn.execute("UPDATE alerts SET closed_at = ? WHERE id = ? AND closed_at IS NULL", (now, alert_id))
+            _many(conn, q("UPDATE decisions SET lifted_at = ? WHERE id = ?"), [(now, i) for i in ids])
+            conn.execute(q("UPDATE alerts SET closed_at = ? WHERE id = ? AND closed_at IS NULL"), (now, alert_id))
         self._changed()
         return ids
 
@@ -185,9 +269,10 @@ class Records:
         """Forget alerts whose last event is older than ``max_age`` seconds, and decisions expired that long ago."""
         now = self._clock()
         cutoff_ns = int((now - max_age) * 1e9)
-        with self.store._write() as conn:
-            removed = conn.execute("DELETE FROM alerts WHERE last_ns < ?", (cutoff_ns,)).rowcount
-            removed += conn.execute("DELETE FROM decisions WHERE expires_at < ?", (now - max_age,)).rowcount
+        q = self.dialect.sql
+        with self._write() as conn:
+            removed = conn.execute(q("DELETE FROM alerts WHERE last_ns < ?"), (cutoff_ns,)).rowcount
+            removed += conn.execute(q("DELETE FROM decisions WHERE expires_at < ?"), (now - max_age,)).rowcount
         self._changed()
         return removed
 
@@ -195,9 +280,9 @@ class Records:
 
     def served(self) -> list[dict[str, Any]]:
         """Decisions agents must enforce now: not simulated, not lifted, not expired; oldest first."""
-        sql = (
-            f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE simulated = 0 AND lifted_at IS NULL AND expires_at > ?"
-            " ORDER BY start, id"
+        sql = self.dialect.sql(
+            f"SELECT {self.dialect.decision_columns} FROM decisions"
+            " WHERE simulated = 0 AND lifted_at IS NULL AND expires_at > ? ORDER BY start, id"
         )
         return [_decision(row) for row in self.store._conn().execute(sql, (self._clock(),))]
 
@@ -205,7 +290,10 @@ class Records:
         """Decisions not lifted nor expired, simulated ones too, as the engine's ``Decision`` (for ``restore``)."""
         from .playbooks import Decision
 
-        sql = f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE lifted_at IS NULL AND expires_at > ? ORDER BY start, id"
+        sql = self.dialect.sql(
+            f"SELECT {self.dialect.decision_columns} FROM decisions WHERE lifted_at IS NULL AND expires_at > ?"
+            " ORDER BY start, id"
+        )
         out = []
         for row in self.store._conn().execute(sql, (self._clock(),)):
             d = _decision(row)
@@ -218,7 +306,7 @@ class Records:
         return out
 
     def lifted_since(self, since: float) -> list[str]:
-        sql = "SELECT id FROM decisions WHERE lifted_at IS NOT NULL AND lifted_at >= ?"
+        sql = self.dialect.sql("SELECT id FROM decisions WHERE lifted_at IS NOT NULL AND lifted_at >= ?")
         return [row[0] for row in self.store._conn().execute(sql, (since,))]
 
     def alerts(
@@ -234,15 +322,16 @@ class Records:
             where.append("(last_ns, id) < (?, ?)")
             params += [before[0], before[1]]
         clause = f" WHERE {' AND '.join(where)}" if where else ""
-        sql = f"SELECT {_ALERT_COLUMNS} FROM alerts{clause} ORDER BY last_ns DESC, id DESC LIMIT ?"
-        with self.store._read() as conn:
+        sql = self.dialect.sql(f"SELECT {_ALERT_COLUMNS} FROM alerts{clause} ORDER BY last_ns DESC, id DESC LIMIT ?")
+        with self._read() as conn:
             alerts = [_alert(row) for row in conn.execute(sql, (*params, max(1, min(limit, MAX_PAGE))))]
             self._attach(conn, alerts)
         return alerts
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
-        with self.store._read() as conn:
-            row = conn.execute(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        with self._read() as conn:
+            sql = self.dialect.sql(f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE id = ?")
+            row = conn.execute(sql, (alert_id,)).fetchone()
             if row is None:
                 return None
             alerts = [_alert(row)]
@@ -255,8 +344,9 @@ class Records:
         by_id = {a["id"]: a for a in alerts}
         for a in alerts:
             a["decisions"] = []
-        marks = ",".join("?" * len(by_id))
-        sql = f"SELECT {_DECISION_COLUMNS} FROM decisions WHERE alert_id IN ({marks}) ORDER BY start, id"
+        marks = ",".join([self.dialect.mark] * len(by_id))
+        columns = self.dialect.decision_columns
+        sql = f"SELECT {columns} FROM decisions WHERE alert_id IN ({marks}) ORDER BY start, id"
         now = self._clock()
         for row in conn.execute(sql, list(by_id)):
             decision = _decision(row)
@@ -282,8 +372,8 @@ class Records:
                 }  # fmt: skip
             return out[playbook_id]
 
-        with self.store._read() as conn:
-            sql = "SELECT playbook_id, first_ns FROM alerts WHERE first_ns >= ?"
+        with self._read() as conn:
+            sql = self.dialect.sql("SELECT playbook_id, first_ns FROM alerts WHERE first_ns >= ?")
             for playbook_id, first_ns in conn.execute(sql, (start_ns,)):
                 e = entry(playbook_id)
                 age = now_ns - first_ns
@@ -293,11 +383,7 @@ class Records:
                 e["per_day"][index] += 1
             for playbook_id, last in conn.execute("SELECT playbook_id, max(first_ns) FROM alerts GROUP BY playbook_id"):
                 entry(playbook_id)["last_fired_ns"] = last
-            sql = (
-                "SELECT playbook_id, count(*), sum(hits),"
-                " sum(lifted_at IS NULL AND expires_at > ? AND simulated = 0),"
-                " sum(lifted_at IS NULL AND expires_at > ? AND simulated = 1) FROM decisions GROUP BY playbook_id"
-            )
+            sql = self.dialect.decision_stats
             for playbook_id, count, hits, active, simulated_active in conn.execute(sql, (now, now)):
                 e = entry(playbook_id)
                 e.update(decisions=count, hits=hits or 0, active=active or 0, simulated_active=simulated_active or 0)
@@ -376,5 +462,7 @@ def feed_body(store: Storage, records: Records | None) -> bytes:
     document = _merged({"version": manual["version"], "actions": list(manual["actions"])}, served, records)
     body = json.dumps(document, sort_keys=True).encode()
     valid_until = min((d["expires_at"] for d in served), default=float("inf"))
+    if records.shared:  # another replica's leader may add or lift decisions: re-read at least every second
+        valid_until = min(valid_until, now + SHARED_FEED_TTL)
     records._feed = (version, valid_until, manual, body)
     return body

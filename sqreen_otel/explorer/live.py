@@ -11,6 +11,16 @@ without side effects (the engine's ids are hashes of its inputs, so replayed ale
 land on their own rows; lifted decisions stay lifted and are lifted in the engine too). Then events
 after the cursor are evaluated for real. A bad file at start is an error; a bad file on reload is
 logged with its line and field, and the last good set stays in force.
+
+On PostgreSQL several replicas run this thread, and one evaluates: the leader (``leader.Leadership``,
+a session advisory lock). The others try again every ``elect_interval`` seconds and serve what the
+leader stored. A replica that takes over rebuilds its engine as at start, from the shared cursor, so
+events are evaluated once across replicas: each page's alerts, decisions and cursor are committed
+together, fenced on the cursor the leader read (a leader that lost its lock cannot write after the
+new one), and a page cut short by a crash is evaluated again by the next leader, whose ids for the
+same alerts and decisions are the same rows. A notification is sent after its commit: a leader
+killed in between loses it (at most once). The leader also picks up decisions lifted on other
+replicas (``lifted_since``).
 """
 
 from __future__ import annotations
@@ -21,14 +31,18 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..blocking import ACTION_ID
-from .alerts import Records
+from .alerts import FenceError, Records
 from .notify import Notifier, SMTPConfig
 from .playbooks import Engine, NotifyRequest, PlaybookError, PlaybookSet, Result, load
 from .playbooks.backtest import stored_events
 from .store import _COLUMNS, Event, Store, _event
+
+if TYPE_CHECKING:
+    from .leader import Leadership
+    from .store_pg import PgStore
 
 logger = logging.getLogger("sqreen_otel.explorer")
 
@@ -47,7 +61,7 @@ class Live:
 
     def __init__(
         self,
-        store: Store,
+        store: Store | PgStore,
         path: str | os.PathLike[str],
         *,
         trusted_proxies: Iterable[str] = (),
@@ -57,8 +71,15 @@ class Live:
         reload_interval: float = 1.0,
         max_age: float | None = 30 * 86400.0,
         clock: Callable[[], float] = time.time,
+        elect_interval: float = 1.0,
     ) -> None:
         self.store = store
+        self.elect_interval = elect_interval
+        self._leadership: Leadership | None = None
+        if not isinstance(store, Store):  # PostgreSQL: one leader among the replicas evaluates
+            from .leader import Leadership
+
+            self._leadership = Leadership(store.url)
         self.path = os.fspath(path)
         self.records = Records(store, clock=clock)
         self.trusted_proxies = tuple(trusted_proxies)
@@ -124,12 +145,20 @@ class Live:
             self._thread.join(timeout)
         if self._notifier is not None:
             self._notifier.close(timeout)
+        if self._leadership is not None:
+            self._leadership.release()
+
+    @property
+    def leader(self) -> bool:
+        """Whether this process evaluates (always on SQLite; on PostgreSQL, the replica holding the lock)."""
+        return self._leadership is None or self._leadership.leader
 
     def status(self) -> dict[str, Any]:
         """For the UI and tests: the file, when it was loaded, the last reload error, counters, engine stats."""
         engine = self.engine
         return {
             "path": self.path, "loaded_at": self.loaded_at, "last_error": self.last_error, "cursor": self._cursor,
+            "leader": self.leader,
             "counters": dict(self.counters), "engine": engine.stats() if engine is not None else None,
             "notifications": self._notifier.stats() if self._notifier is not None else {},
         }  # fmt: skip
@@ -141,6 +170,24 @@ class Live:
     # -- the thread --------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        while not self._stop.is_set():
+            if self._elect():
+                self._lead()
+
+    def _elect(self) -> bool:
+        """Until this replica leads (at once on SQLite); ``False`` when stopped first."""
+        leadership = self._leadership
+        if leadership is None:
+            return True
+        while not self._stop.is_set():
+            if leadership.try_acquire():
+                logger.info("playbooks: this replica is the leader; it evaluates the playbooks")
+                return True
+            self._stop.wait(self.elect_interval)
+        return False
+
+    def _lead(self) -> None:
+        """Rebuild the engine, then evaluate until stopped (or, on PostgreSQL, until the lock is lost)."""
         try:
             self._rebuild(first=True)
         except Exception:
@@ -152,11 +199,17 @@ class Live:
         self._ready.set()
         next_reload = time.monotonic() + self.reload_interval
         next_prune = time.monotonic() + 60.0
+        lifts_seen = self._clock()
         while not self._stop.is_set():
             self._wake.clear()  # before reading: a commit from now on wakes the next wait
             try:
                 if time.monotonic() >= next_reload:
                     next_reload = time.monotonic() + self.reload_interval
+                    if self._leadership is not None:
+                        if not self._leadership.held():
+                            self._step_down()
+                            return
+                        lifts_seen = self._lifted_elsewhere(lifts_seen)
                     self._maybe_reload()
                 self._apply_lifts()
                 if self._step():
@@ -164,11 +217,32 @@ class Live:
                 if self.max_age is not None and time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + 3600.0
                     self.records.prune(self.max_age)
+            except FenceError as exc:
+                logger.error("playbooks: %s; stepping down", exc)
+                self._step_down()
+                return
             except Exception:  # a bug or a storage error: counted, logged, and the thread lives on
                 self.counters["errors"] += 1
                 logger.exception("playbooks: live evaluation failed; retrying")
                 self._stop.wait(1.0)
             self._wake.wait(self.poll_interval)
+
+    def _step_down(self) -> None:
+        """Stop evaluating: another replica leads (or will); this one tries again."""
+        self.engine = None
+        self._ready.clear()
+        if self._leadership is not None:
+            self._leadership.release()
+        self._stop.wait(self.elect_interval)
+
+    def _lifted_elsewhere(self, since: float) -> float:
+        """Decisions lifted through another replica since ``since``: the engine forgets them too."""
+        now = self._clock()
+        engine = self.engine
+        if engine is not None:
+            for decision_id in self.records.lifted_since(since - 5.0):  # 5 s: clocks of replicas differ a little
+                engine.lift(decision_id)
+        return now
 
     def _read(self) -> tuple[list[Event], int]:
         """The next events after the cursor that a playbook or the hit counts read, and the new cursor.
@@ -180,8 +254,10 @@ class Live:
         if names is None:
             page = self.store.after(self._cursor, limit=PAGE)
             return list(page), page[-1].id if page else self._cursor
+        if self._leadership is not None:
+            return self._read_pg(names)
         conn = self.store._conn()
-        upto = conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+        upto = self._max_id()
         if upto <= self._cursor:
             return [], self._cursor
         marks = ",".join("?" * len(names))
@@ -190,6 +266,22 @@ class Live:
             f" AND (+name IN ({marks}) OR (+name >= ? AND +name < ?)) ORDER BY id LIMIT ?"
         )  # "+name": walk the id range, never the name index (which would sort every stored event of those names)
         rows = conn.execute(sql, (self._cursor, upto, *names, ACTION_EVENT_PREFIX, ACTION_PREFIX_END, PAGE))
+        events = [_event(row) for row in rows]
+        return events, events[-1].id if len(events) == PAGE else upto
+
+    def _read_pg(self, names: tuple[str, ...]) -> tuple[list[Event], int]:
+        """``_read`` on PostgreSQL: the same rows, in its words (its planner walks the id range by itself)."""
+        from .store_pg import _COLUMNS as PG_COLUMNS
+
+        conn = self.store._conn()
+        upto = self._max_id()
+        if upto <= self._cursor:
+            return [], self._cursor
+        sql = (
+            f"SELECT {PG_COLUMNS} FROM events WHERE id > %s AND id <= %s"
+            " AND (name = ANY(%s) OR (name >= %s AND name < %s)) ORDER BY id LIMIT %s"
+        )
+        rows = conn.execute(sql, (self._cursor, upto, list(names), ACTION_EVENT_PREFIX, ACTION_PREFIX_END, PAGE))
         events = [_event(row) for row in rows]
         return events, events[-1].id if len(events) == PAGE else upto
 
@@ -203,7 +295,10 @@ class Live:
             return False
         result = engine.process(page)
         hits = _hits(page)
-        self.records.record(result.alerts_opened + result.alerts_updated, result.decisions, hits=hits, cursor=cursor)
+        fence = None if self._leadership is None else self._cursor
+        self.records.record(
+            result.alerts_opened + result.alerts_updated, result.decisions, hits=hits, cursor=cursor, fence=fence
+        )
         self._cursor = cursor
         self.counters["events"] += len(page)
         self.counters["pages"] += 1
@@ -307,7 +402,7 @@ class Live:
 
     def _max_id(self) -> int:
         row = self.store._conn().execute("SELECT coalesce(max(id), 0) FROM events").fetchone()
-        return int(row[0])
+        return int(row[0]) if row is not None else 0
 
     # -- notifications -----------------------------------------------------------------------------
 

@@ -118,6 +118,46 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (  # 2: the rest of each OTLP record (store.RECORD_FIELDS) as JSON text; NULL in rows stored before
         "ALTER TABLE events ADD COLUMN record TEXT",
     ),
+    (  # 3: playbooks (explorer/alerts.py), as store.Store's migration 3: alerts, decisions, the live cursor
+        """CREATE TABLE alerts (
+            id TEXT PRIMARY KEY,
+            playbook_id TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            first_ns BIGINT NOT NULL,
+            last_ns BIGINT NOT NULL,
+            open_until_ns BIGINT NOT NULL,
+            count INTEGER NOT NULL,
+            event_ids TEXT NOT NULL,
+            protected TEXT NOT NULL,
+            simulated INTEGER NOT NULL,
+            severity TEXT NOT NULL,
+            closed_at DOUBLE PRECISION,
+            created_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX alerts_last ON alerts (last_ns)",
+        "CREATE INDEX alerts_playbook_last ON alerts (playbook_id, last_ns)",
+        """CREATE TABLE decisions (
+            id TEXT PRIMARY KEY,
+            alert_id TEXT NOT NULL,
+            playbook_id TEXT NOT NULL,
+            action TEXT NOT NULL,
+            ip TEXT,
+            "user" TEXT,
+            url TEXT,
+            duration DOUBLE PRECISION NOT NULL,
+            start DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            escalation INTEGER NOT NULL,
+            simulated INTEGER NOT NULL,
+            lifted_at DOUBLE PRECISION,
+            hits INTEGER NOT NULL DEFAULT 0,
+            last_hit_ns BIGINT,
+            created_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX decisions_alert ON decisions (alert_id)",
+        "CREATE INDEX decisions_expiry ON decisions (expires_at)",
+        "CREATE TABLE playbook_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), last_event_id BIGINT)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

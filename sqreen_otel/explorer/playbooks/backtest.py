@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..storage import Storage
 from ..store import Event, Filters, Store
 from .engine import Decision, Engine
 from .fields import MISSING, Accessor, EventLike, accessor, hashable
@@ -199,7 +200,7 @@ def _day(ns: int) -> str:
     return _dt.datetime.fromtimestamp(ns // 10**9, _dt.timezone.utc).strftime("%Y-%m-%d")
 
 
-def stored_events(store: Store, since_ns: int | None = None, until_ns: int | None = None) -> Iterator[Event]:
+def stored_events(store: Storage, since_ns: int | None = None, until_ns: int | None = None) -> Iterator[Event]:
     """The stored events with ``since_ns <= time < until_ns``, in commit order (by id), a page at a time."""
     filters = Filters(since_ns=since_ns, until_ns=until_ns)
     last = 0

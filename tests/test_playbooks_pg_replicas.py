@@ -1,0 +1,86 @@
+"""Playbooks on two ``sqreen-otel serve --playbooks`` replicas of one PostgreSQL database.
+
+Real processes and a real PostgreSQL server: one replica (the holder of the advisory lock) evaluates,
+the other waits. A credential-stuffing run is sent half to each; the leader is SIGKILLed mid-attack,
+after it has evaluated its half (its cursor is past it) and before the threshold is reached. The
+survivor takes the lock, rebuilds the windows from the stored events and fires: one alert, one
+decision for the address, served by the survivor's ``/v1/actions``, one notification.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from explorer_process import ENV, serve_process
+from postgres_server import Server
+from test_playbooks_live import Hooks, failed_logins, feed, post, wait_for
+from test_servers import REPO
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX processes and signals")
+
+ATTACKER = "203.0.113.66"  # a documentation address: public, so blockable
+PLAYBOOKS = str(REPO / "examples" / "playbooks.yaml")
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[Server]:
+    with Server() as server:
+        yield server
+
+
+def rows(url: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return list(conn.execute(sql))  # our constant SQL
+
+
+def test_the_leader_dies_mid_attack_and_the_playbook_fires_once(pg: Server, tmp_path: Path) -> None:
+    url = pg.new_url()
+    hooks = Hooks()
+    env = {**ENV, "SLACK_WEBHOOK_URL": hooks.url, "SOC_WEBHOOK_URL": hooks.url, "SOC_HMAC_KEY": "k"}
+    args = ("--playbooks", PLAYBOOKS)
+    try:
+        with serve_process(tmp_path, *args, db=url, env=env) as one:  # type: ignore[arg-type]
+            wait_for(lambda: "this replica is the leader" in one.log(), "the first replica to lead")
+            with serve_process(tmp_path, *args, db=url, env=env) as two:  # type: ignore[arg-type]
+                time.sleep(1.5)  # more than one election attempt: the second replica must not lead too
+                assert "this replica is the leader" not in two.log()
+
+                post(one.url, *failed_logins(ATTACKER, 12))  # 12 of 20: below the threshold
+                newest = rows(url, "SELECT max(id) FROM events")[0][0]
+                wait_for(
+                    lambda: rows(url, "SELECT last_event_id FROM playbook_cursor")[0][0] >= newest,
+                    "the leader to evaluate its half",
+                )
+                assert feed(one.url)["actions"] == []
+                one.proc.send_signal(signal.SIGKILL)
+                one.proc.wait(10)
+
+                post(two.url, *failed_logins(ATTACKER, 18, start=12))
+                wait_for(lambda: "this replica is the leader" in two.log(), "the survivor to take over")
+                # its windows start from the leader's half, which it never evaluated itself
+                wait_for(lambda: "state rebuilt from 12 stored event(s)" in two.log(), "the rebuild")
+                decision = wait_for(
+                    lambda: next((a for a in feed(two.url)["actions"] if a.get("ip") == ATTACKER), None),
+                    "the survivor to serve the decision",
+                )
+                assert decision["action"] == "block_ip" and decision["playbook"] == "credential-stuffing"
+                time.sleep(2.0)  # a second evaluation, if any, would have been written by now
+                alerts = rows(url, "SELECT id, playbook_id, count FROM alerts")
+                decisions = rows(url, "SELECT id, alert_id, ip FROM decisions")
+                assert [a[1] for a in alerts] == ["credential-stuffing"], two.log()
+                assert alerts[0][2] >= 20  # the threshold's count, reached across the two replicas' halves
+                assert decisions == [(decision["id"], alerts[0][0], ATTACKER)]
+                assert [a["id"] for a in feed(two.url)["actions"]] == [decision["id"]]
+                stuffing = [json.loads(body) for _, body in hooks.received]
+                assert len(stuffing) == 1, stuffing  # the survivor's security-slack notification
+    finally:
+        hooks.server.shutdown()
+        hooks.server.server_close()
