@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from explorer_process import ENV, serve_process
+from explorer_process import ENV, http, serve_process
 from postgres_server import Server
 from test_playbooks_live import Hooks, failed_logins, feed, post, wait_for
 from test_servers import REPO
@@ -81,6 +81,26 @@ def test_the_leader_dies_mid_attack_and_the_playbook_fires_once(pg: Server, tmp_
                 assert [a["id"] for a in feed(two.url)["actions"]] == [decision["id"]]
                 stuffing = [json.loads(body) for _, body in hooks.received]
                 assert len(stuffing) == 1, stuffing  # the survivor's security-slack notification
+                pages = {"/playbooks": 'data-id="credential-stuffing"', "/api/alerts": alerts[0][0],
+                         f"/alerts/{alerts[0][0]}": decision["id"]}  # fmt: skip
+                for page, expected in pages.items():  # the UI, its statistics and lists from PostgreSQL
+                    reply = http.get(two.url + page, timeout=5)
+                    assert reply.status_code == 200 and expected in reply.text, page
     finally:
         hooks.server.shutdown()
         hooks.server.server_close()
+
+
+def test_a_page_is_not_written_when_another_evaluator_moved_the_cursor(pg: Server) -> None:
+    from sqreen_otel.explorer.alerts import FenceError, Records
+    from sqreen_otel.explorer.store_pg import PgStore
+
+    url = pg.new_url()
+    with PgStore(url) as store:
+        records = Records(store)
+        records.record((), (), cursor=10, fence=None)
+        records.record((), (), cursor=20, fence=10)  # where this evaluator left it: written
+        assert records.cursor() == 20
+        with pytest.raises(FenceError, match="at 20, not 10"):
+            records.record((), (), hits={"d": (1, 5)}, cursor=30, fence=10)  # a stale leader's page
+        assert records.cursor() == 20
