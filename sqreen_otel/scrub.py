@@ -124,7 +124,16 @@ class Scrubber:
                 spans += cards.card_spans(text)
             if self._custom is not None:
                 spans += [m.span() for m in self._custom.finditer(text)]
-            if "=" in text or ":" in text or " is " in text or "</" in text or " set " in text:
+            if (
+                "=" in text
+                or ":" in text
+                or " is " in text
+                or "</" in text
+                or " set " in text
+                or "ENV " in text
+                or " '" in text
+                or ' "' in text
+            ):
                 spans += pair_spans(text, self.sensitive_key, self.mask)
             if spans:
                 result = mask_spans(text, spans, self.mask)

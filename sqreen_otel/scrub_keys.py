@@ -76,7 +76,8 @@ PHRASES = frozenset(
         ("decryption", "key"), ("private", "keys"), ("api", "keys"), ("credit", "card"), ("code", "verifier"),
         ("oauth", "verifier"), ("bank", "account"), ("sms", "code"), ("access", "code"), ("reset", "code"),
         ("login", "code"), ("security", "answer"), ("mot", "de"), ("factor", "code"), ("card", "verification"),
-        ("verification", "value"), ("functions", "key"), ("function", "key"), ("host", "key"),
+        ("verification", "value"), ("functions", "key"), ("function", "key"), ("host", "key"), ("pin", "code"),
+        ("pin", "number"),
     }
 )  # fmt: skip
 # Sensitive when the last word ("auth", "basic_auth", "user_session"; not "auth_provider", "session_count").

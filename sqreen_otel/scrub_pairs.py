@@ -34,7 +34,7 @@ _LEADER_WINDOW = 16  # characters looked back for a line leader
 # Separators are rare, keys are not: the pass finds each separator ("=", ":", "=>", ":=", " is "), then
 # reads the key that ends there backwards, as one anchored match on the reversed text.
 _SEPARATOR = re.compile(r"[=:]")
-_KEY_REVERSED = re.compile(r"[ \t]*(?:[\"']\\?)?(?P<key>[\w.\-\[\]%$@]{1," + str(MAX_KEY) + "})")
+_KEY_REVERSED = re.compile(r"[ \t]*(?:\]?[\"']\\?)?(?P<key>[\w.\-\[\]%$@]{1," + str(MAX_KEY) + "})")
 _KEY_START = re.compile(r"[A-Za-z_$@]")
 _BLANKS = re.compile(r"[ \t]*")
 _BARE = re.compile(r"[^\s&;,\"'<>)\]}]+")
@@ -67,7 +67,7 @@ _PROSE = frozenset(
 )  # fmt: skip
 _TEMPLATES = ("${", "{{", "$(", "%(", "{%")  # template and shell substitutions, not values
 _LINE_LEADERS = frozenset({"", "export", "set", "-", "#", "//", "env"})
-_OPENERS = {"{": "}", "[": "]"}
+_OPENERS = {"{": "}", "[": "]", "(": ")"}
 
 
 def _nested_end(text: str, start: int) -> int:
@@ -83,9 +83,9 @@ def _nested_end(text: str, start: int) -> int:
                 quote = ""
         elif char == '"':
             quote = char
-        elif char in "{[":
+        elif char in "{[(":
             depth += 1
-        elif char in "}]":
+        elif char in "}])":
             depth -= 1
             if depth == 0:
                 return index + 1
@@ -255,11 +255,22 @@ _OAUTH_REDIRECT = re.compile(
 )
 
 
+# Dockerfile "ENV DB_PASSWORD hunter2" (the legacy form without "=").
+_DOCKER_ENV = re.compile(r"(?m)^[ \t]*ENV[ \t]+([A-Za-z_][\w.]{0,99})[ \t]+([^\s=\"'][^\s\"']*)")
+# A credential word, a space and a quoted value holding a digit ("failed with password 'hunter2'"); the
+# digit keeps names out ('secret "db-credentials" not found').
+_QUOTED_AFTER_WORD = re.compile(r"\b([A-Za-z][\w-]{1,40})[ \t]+([\"'])(?=[^\s\"']*\d)([^\s\"']{6,200})\2")
+
+
 def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[tuple[int, int]]:
     """``(start, end)`` of each value of a sensitive key in ``text``."""
     spans: list[tuple[int, int]] = markup_spans(text, sensitive) if "</" in text or 'value="' in text else []
     if " set " in text:
         spans += [m.span(2) for m in _CONFIG_SET.finditer(text) if sensitive(m.group(1))]
+    if "ENV " in text:
+        spans += [m.span(2) for m in _DOCKER_ENV.finditer(text) if sensitive(m.group(1))]
+    if " '" in text or ' "' in text:
+        spans += [m.span(3) for m in _QUOTED_AFTER_WORD.finditer(text) if sensitive(m.group(1))]
     reversed_text = text[::-1]
     length = len(text)
     skip_until = 0  # inside a nested value already masked: its pairs need no look

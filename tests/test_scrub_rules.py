@@ -122,6 +122,11 @@ PAIRS = [
     ("define('T', 'access_token$sandbox$9wyz9gr9w6w3nhq7$fddc66ab5ee3f60df65e1b1e0e56a79d');", f"define('T', '{M}');"),
     ("  user:\n    token: wt1b9AUCmOv4SnUq2LjkQzToolu.hsMwt7wdXzsKo1TkSE8mmMF3tIzIf", f"  user:\n    token: {M}"),
     ("redis-cli -h cache -a Xk3pq9Zt7Lw2 ping", f"redis-cli -h cache -a {M} ping"),
+    ("os.environ['DB_PASSWORD'] = 'Xk3pq9Zt7Lw2'", f"os.environ['DB_PASSWORD'] = {M}"),
+    ("requests.get(url, auth=('bob', 'Xk3pq9Zt7Lw2'))", f"requests.get(url, auth={M})"),
+    ("FROM python:3.12\nENV DB_PASSWORD Xk3pq9Zt7Lw2", f"FROM python:3.12\nENV DB_PASSWORD {M}"),
+    ("Login failed for bob with password 'Xk3pq9Zt7Lw2'", f"Login failed for bob with password '{M}'"),
+    ("pin code is 4821", f"pin code is {M}"),
 ]  # fmt: skip
 KEPT = [
     "Password: must be at least 8 characters", "secret_length=32", "token_type=Bearer&expires_in=3600",
@@ -132,7 +137,7 @@ KEPT = [
     "mysql -u root -p app", "authenticate(request, username=username, password=password)", "token=self.token",
     "password: settings.DB_PASSWORD", "WARNING django.security.csrf: Forbidden (CSRF token missing.): /api/login",
     'MountVolume.SetUp failed for volume "db-credentials" : secret "db-credentials" not found',
-    "Token: refreshed", "session: expiring",
+    "Token: refreshed", "session: expiring", "ENV APP_HOME /app", 'the token "abc-def" is unknown',
 ]  # fmt: skip
 
 
