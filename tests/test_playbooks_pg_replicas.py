@@ -104,3 +104,43 @@ def test_a_page_is_not_written_when_another_evaluator_moved_the_cursor(pg: Serve
         with pytest.raises(FenceError, match="at 20, not 10"):
             records.record((), (), hits={"d": (1, 5)}, cursor=30, fence=10)  # a stale leader's page
         assert records.cursor() == 20
+
+
+def test_decisions_survive_the_leader_and_a_lift_on_any_replica_holds_for_all(pg: Server, tmp_path: Path) -> None:
+    url = pg.new_url()
+    hooks = Hooks()
+    env = {**ENV, "SLACK_WEBHOOK_URL": hooks.url, "SOC_WEBHOOK_URL": hooks.url, "SOC_HMAC_KEY": "k"}
+    args = ("--playbooks", PLAYBOOKS)
+    try:
+        with serve_process(tmp_path, *args, db=url, env=env) as one:  # type: ignore[arg-type]
+            wait_for(lambda: "this replica is the leader" in one.log(), "the first replica to lead")
+            with serve_process(tmp_path, *args, db=url, env=env) as two:  # type: ignore[arg-type]
+                post(one.url, *failed_logins(ATTACKER, 25))
+                # the follower serves what the leader decided
+                decision = wait_for(lambda: next(iter(feed(two.url)["actions"]), None), "the follower to serve it")
+                assert decision["ip"] == ATTACKER and "this replica is the leader" not in two.log()
+
+                one.proc.send_signal(signal.SIGKILL)  # after the decision: the next leader restores it
+                one.proc.wait(10)
+                post(two.url, *failed_logins(ATTACKER, 10, start=25))
+                wait_for(lambda: "this replica is the leader" in two.log(), "the survivor to take over")
+                newest = rows(url, "SELECT max(id) FROM events")[0][0]
+                wait_for(
+                    lambda: rows(url, "SELECT last_event_id FROM playbook_cursor")[0][0] >= newest,
+                    "the survivor to evaluate the rest of the attack",
+                )
+                assert rows(url, "SELECT id FROM decisions") == [(decision["id"],)]  # not decided twice
+                assert [a[0] for a in rows(url, "SELECT playbook_id FROM alerts")] == ["credential-stuffing"]
+                assert [a["id"] for a in feed(two.url)["actions"]] == [decision["id"]]
+
+                with serve_process(tmp_path, *args, db=url, env=env) as three:  # type: ignore[arg-type]
+                    lifted = http.delete(
+                        f"{three.url}/api/actions/{decision['id']}", headers={"X-Sqreen-Otel": "1"}, timeout=5
+                    )
+                    assert lifted.status_code == 200 and lifted.json() == {"removed": True}
+                    assert feed(three.url)["actions"] == []
+                    # the leader's cached feed is re-read within a second
+                    wait_for(lambda: feed(two.url)["actions"] == [], "the leader to stop serving the lifted decision")
+    finally:
+        hooks.server.shutdown()
+        hooks.server.server_close()
