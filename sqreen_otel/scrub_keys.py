@@ -113,7 +113,9 @@ DESCRIPTORS = frozenset(
         "digits", "chars", "characters", "arn", "channel", "channels", "transport", "config", "configuration",
         "conf", "cfg", "settings", "options", "opts", "attrs", "attributes", "category", "categories", "public",
         "refreshes", "resets", "rotations", "renewals", "failures", "changes", "question", "questions", "score",
-        "brand", "network", "funding", "last4", "bin",
+        "brand", "network", "funding", "last4", "bin", "id", "requested", "due", "accepted", "declined", "failure",
+        "failed", "passed", "check", "checks", "result", "success", "country", "region", "rounds", "iterations",
+        "host", "hostname", "port", "short", "weak", "kid", "exp", "iss", "sub", "iat", "nbf", "aud", "jti",
     }
 )  # fmt: skip
 # A first word that makes the key a flag about the credential ("has_password", "show_token").
@@ -171,8 +173,9 @@ def _mixed_case(part: str) -> bool:
 
 
 def _exact_credential(word: str) -> bool:
-    """A credential word as written, without the prefix rule ("password", "accesstoken", not "secretlength")."""
-    return word in _EXACT or word.endswith(SUFFIX_TERMS) or any(term in word for term in JOINED_TERMS)
+    """A credential word as written, without the prefix rule ("password", "accesstoken", not "secretlength",
+    nor "apikeyprefix": a joined term inside a longer word does not count here)."""
+    return word in _EXACT or word.endswith(SUFFIX_TERMS)
 
 
 def _credential_at(words: tuple[str, ...], i: int) -> bool:
@@ -193,7 +196,9 @@ def sensitive_words(words: tuple[str, ...]) -> bool:
         return False
     if _credential_at(words, last) or words[last] in LAST_WORD_TERMS or words[-2:] in PHRASES:
         return True
-    if words[last] in DESCRIPTORS:
+    # An id describes, except a key's id after a credential phrase ("aws_access_key_id", "private_key_id":
+    # scanners and Datadog filter them); "key_id" and "token_id" alone are identifiers.
+    if words[last] in DESCRIPTORS and not (words[last] == "id" and words[last - 1 : last] == ("key",)):
         return False
     return any(_credential_at(words, i) for i in range(last))
 

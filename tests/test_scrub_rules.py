@@ -57,6 +57,7 @@ SENSITIVE = [
     "user[password]", "user%5Bpassword%5D", "sessionId", "X-Auth-Token", "_authToken",
     "refresh_tokens", "stripetoken", "dbpassword", "password_confirmation", "SECRET_KEY_BASE", "basic_auth",
     "laravel_session", "csrfmiddlewaretoken", "php-auth-pw", "pWd", "PaSsWoRd", "authorizatiOn",
+    "aws_access_key_id", "private_key_id", "accessKeyId",
 ]  # fmt: skip
 DESCRIBED = [
     "secret_length", "tokenizer", "max_tokens", "token_type", "session_timeout", "access_token_url",
@@ -67,6 +68,8 @@ DESCRIBED = [
     "nextPageToken", "page_token", "otp_channel", "passwordless", "sort_key",
     "jwt_config", "auth_settings", "set_cookie_attrs", "cookie_categories", "token_refreshes", "password_resets",
     "secret_question", "credit_card_brand", "passwordStrengthScore", "card_last4",
+    "csrf_check_passed", "cvc_check", "jwt_exp", "passport_country", "salt_rounds", "apiKeyPrefix", "credentialId",
+    "token_id", "password_reset_requested",
 ]  # fmt: skip
 
 
