@@ -139,6 +139,8 @@ def test_decisions_survive_the_leader_and_a_lift_on_any_replica_holds_for_all(pg
                     )
                     assert lifted.status_code == 200 and lifted.json() == {"removed": True}
                     assert feed(three.url)["actions"] == []
+                    page = http.get(f"{three.url}/playbooks", timeout=5)  # a follower's page: its engine is idle
+                    assert page.status_code == 200 and 'data-id="credential-stuffing"' in page.text
                     # the leader's cached feed is re-read within a second
                     wait_for(lambda: feed(two.url)["actions"] == [], "the leader to stop serving the lifted decision")
     finally:
