@@ -73,7 +73,7 @@ def serve(args: argparse.Namespace) -> int:
 
         from .explorer import server as explorer_server
         from .explorer.app import create_app
-        from .explorer.storage import open_store, storage_errors
+        from .explorer.storage import is_postgres, open_store, storage_errors
     except ImportError as exc:
         print(f"the explorer needs its extra: pip install 'sqreen_otel[explorer]' ({exc})", file=sys.stderr)
         return 2
@@ -110,6 +110,8 @@ def serve(args: argparse.Namespace) -> int:
     if live is not None and live.playbooks is not None:
         modes = ", ".join(f"{p.id} ({p.mode})" for p in live.playbooks.playbooks)
         print(f"Playbooks from {args.playbooks}: {modes or 'none'}; reloaded when the file changes", flush=True)
+        if is_postgres(args.db):
+            print("Playbooks are evaluated by one replica of this database at a time (the leader)", flush=True)
     server = uvicorn.Server(explorer_server.config(create_app(store, token=args.token, live=live)))
     # uvicorn stops on SIGINT and SIGTERM, then raises the signal again for the previous handler: make that
     # handler a clean stop for SIGTERM too (status 0, the database closed), as Ctrl-C is.
