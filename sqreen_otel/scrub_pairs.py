@@ -185,6 +185,8 @@ def value_span(
     if _placeholder(value, mask) or (char not in "\"'" and _code(value.strip())):
         return None
     first = value.split(None, 1)[0].lower().strip(".,!")
+    if first == value.lower() and first in _PROSE:  # a state, whatever the separator ("token=expired")
+        return None
     if colon and (
         first in _PROSE
         or (first.isalpha() and first.islower() and first.endswith(("ed", "ing")))  # "Token: refreshed"

@@ -141,6 +141,7 @@ KEPT = [
     "password: settings.DB_PASSWORD", "WARNING django.security.csrf: Forbidden (CSRF token missing.): /api/login",
     'MountVolume.SetUp failed for volume "db-credentials" : secret "db-credentials" not found',
     "Token: refreshed", "session: expiring", "ENV APP_HOME /app", 'the token "abc-def" is unknown',
+    "token=expired&user=1", "session=missing",
 ]  # fmt: skip
 
 
