@@ -186,6 +186,14 @@ RULES: tuple[TokenRule, ...] = (
     _rule("groq", ("gsk_",), _B + r"gsk_[A-Za-z0-9]{52}"),
     _rule("replicate", ("r8_",), _B + r"r8_[A-Za-z0-9]{37}"),
     _rule("notion", ("ntn_",), _B + r"ntn_[A-Za-z0-9]{40,}"),
+    # Notion internal integration secrets before the ntn_ prefix: secret_ and 43 letters or digits.
+    _rule("notion-legacy", ("secret_",), _B + r"secret_[A-Za-z0-9]{43}" + _E),
+    # Discord bot tokens: the base64 of a snowflake user id (so "MT", "Mj"... "OT"), 6 and 27+ characters.
+    _rule(
+        "discord-bot-token",
+        ("MT", "Mj", "Mz", "ND", "NT", "Nj", "Nz", "OD", "OT"),
+        _B + r"(?:M[Tjz]|N[DTjz]|O[DT])[A-Za-z0-9_-]{21,25}\.[A-Za-z0-9_-]{6}\.[A-Za-z0-9_-]{27,38}" + _E,
+    ),
     _rule("twitter-bearer", ("AAAAAAAAAAAAAAAAAAAAA",), r"AAAAAAAAAAAAAAAAAAAAA[A-Za-z0-9%]{30,}", placeholders=False),
     # More vendors' prefixed tokens, as gitleaks' rules of the same names describe them.
     _rule("alibaba-access-key", ("LTAI",), _B + r"LTAI[A-Za-z0-9]{20}" + _E),

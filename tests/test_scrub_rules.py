@@ -130,6 +130,9 @@ PAIRS = [
     ("FROM python:3.12\nENV DB_PASSWORD Xk3pq9Zt7Lw2", f"FROM python:3.12\nENV DB_PASSWORD {M}"),
     ("Login failed for bob with password 'Xk3pq9Zt7Lw2'", f"Login failed for bob with password '{M}'"),
     ("pin code is 4821", f"pin code is {M}"),
+    ("Authorization: Bot NzkyNzE1NDU0MTk2MDg4ODQy.X-hvzA.Ovy4MCQywSkoMRRclStW4xAYK7I", f"Authorization: {M}"),
+    ("bot NzkyNzE1NDU0MTk2MDg4ODQy.X-hvzA.Ovy4MCQywSkoMRRclStW4xAYK7I leaked", f"bot {M} leaked"),
+    ("NOTION=secret_KFQs1DxBA9RelOxOPbbNcRV7vZgGEFW5jcnTAOivg3Q", f"NOTION={M}"),
 ]  # fmt: skip
 KEPT = [
     "Password: must be at least 8 characters", "secret_length=32", "token_type=Bearer&expires_in=3600",
