@@ -1,7 +1,7 @@
 """Live playbook evaluation in the explorer: every committed event through the engine, on its own thread.
 
 The thread reads the store after its cursor (the id of the last event it acted on, kept in the same
-SQLite file), so ingest never waits for it and nothing committed is skipped: a slow engine only lags.
+database), so ingest never waits for it and nothing committed is skipped: a slow engine only lags.
 Each page of events goes through the engine; alerts, decisions, ``sq.action.*`` hit counts and the
 new cursor are written in one transaction; notifications are queued to the ``Notifier``.
 

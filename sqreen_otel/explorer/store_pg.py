@@ -13,6 +13,8 @@ database needs:
   across replicas; every replica reads the same table, so a block made on one is served by all.
 - The schema is a list of versioned migrations in ``schema_migrations``, applied at start under an
   advisory lock: replicas starting together migrate once.
+- Playbook alerts, decisions and the live cursor (migration 3) are written by ``alerts.Records``;
+  one replica evaluates, chosen by ``leader.Leadership`` (a session advisory lock).
 
 Threads: a connection per thread (psycopg 3, autocommit, explicit transactions). Every statement is a
 constant string with ``%s`` parameters. Attribute JSON is kept as text, as in SQLite; property filters
