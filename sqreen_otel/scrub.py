@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ _CACHE_LIMIT = 8192  # entries in each verdict cache; cleared whole when full
 _CACHED_TEXT = 256  # longer strings are rarely repeated: not cached
 _SHORTEST_TOKEN = 8  # no token rule matches fewer characters
 _NAME_KEYS = ("name", "key", "field", "param", "parameter", "header")
+_ENCODED = re.compile(r"%(?:3[dDaA]|22|27)")  # an encoded "=", ":", '"' or "'"
 
 
 def mask_spans(text: str, spans: Iterable[tuple[int, int]], mask: str) -> str:
@@ -137,6 +139,13 @@ class Scrubber:
                 spans += pair_spans(text, self.sensitive_key, self.mask)
             if spans:
                 result = mask_spans(text, spans, self.mask)
+            elif "%" in text and _ENCODED.search(text) is not None:
+                # Percent-encoded text ("?data=%7B%22password%22%3A...", "password%3D..."): judged decoded,
+                # and returned decoded only when that finds something to mask.
+                decoded = urllib.parse.unquote(text)
+                masked = self.redact(decoded) if decoded != text else decoded
+                if masked != decoded:
+                    result = masked
         if len(text) <= _CACHED_TEXT:
             if len(self._text_cache) >= _CACHE_LIMIT:
                 self._text_cache.clear()

@@ -109,6 +109,11 @@ def _quoted_end(text: str, start: int, quote: str) -> int:
     return length
 
 
+def _prose(value: str) -> bool:
+    """Words, not a secret: "must be at least 8 characters"."""
+    return " " in value and value.split(None, 1)[0].lower() in _PROSE
+
+
 def _code(value: str) -> bool:
     """A reference in code ("settings.SECRET_KEY", "os.getenv("), not a dotted token such as a
     Kubernetes or Discord token, whose parts are long runs of mixed case and digits."""
@@ -152,6 +157,8 @@ def value_span(
     """The part of ``text`` from ``start`` that is the value, or None if there is nothing to mask."""
     if start >= len(text) or text.startswith(mask, start):
         return None
+    literal = text[start : start + 1] in ("u", "b") and text[start + 1 : start + 2] in ("'", '"')
+    start += literal  # a Python literal, u'...' or b'...': masked with its prefix
     char = text[start]
     # A quoted value is masked with its quotes, as the body scrubber always did ("password": [REDACTED]).
     if text.startswith('\\"', start):
@@ -193,7 +200,7 @@ def value_span(
         or (not line_start and char.isalpha() and _PROSE_RUN.match(text, start) is not None)
     ):
         return None
-    return span
+    return span[0] - literal, span[1]
 
 
 _COPULAS = frozenset({"is", "was", "are", "were"})
@@ -264,6 +271,19 @@ _DOCKER_ENV = re.compile(r"(?m)^[ \t]*ENV[ \t]+([A-Za-z_][\w.]{0,99})[ \t]+([^\s
 _QUOTED_AFTER_WORD = re.compile(r"\b([A-Za-z][\w-]{1,40})[ \t]+([\"'])(?=[^\s\"']*\d)([^\s\"']{6,200})\2")
 
 
+# ("password", "...") pairs: Werkzeug MultiDicts, header lists, Python tuples in reprs and logs.
+_TUPLE_PAIR = re.compile(
+    r"\(\s*b?([\"'])([\w.\-]{1,100})\1\s*,\s*b?([\"'])(?=[^\"']*[^\s\"'])([^\"'\n]{1,4096})\3\s*\)"
+)
+# name/value records written as text: {"name": "api_key", "value": "..."}, Header(name='X-Api-Key', value='...').
+_NAMED_VALUE = re.compile(
+    r"\b(?:name|key|field|header)[\"']?\s*[:=]\s*([\"'])([\w.\-\[\]]{1,100})\1\s*,\s*[\"']?value[\"']?\s*[:=]\s*"
+    r"([\"'])([^\"'\n]{1,4096})\3"
+)
+# A YAML value on the next, more indented line ("password:\n  hunter2", "key: >-\n  ..."), not a mapping.
+_YAML_NEXT = re.compile(r"(?:[|>][-+]?)?[ \t]*\n([ \t]+)(?![-#])([^\s:#][^\n:]*?)[ \t]*(?=\n|$)")
+
+
 def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[tuple[int, int]]:
     """``(start, end)`` of each value of a sensitive key in ``text``."""
     spans: list[tuple[int, int]] = markup_spans(text, sensitive) if "</" in text or 'value="' in text else []
@@ -273,6 +293,10 @@ def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[t
         spans += [m.span(2) for m in _DOCKER_ENV.finditer(text) if sensitive(m.group(1))]
     if " '" in text or ' "' in text:
         spans += [m.span(3) for m in _QUOTED_AFTER_WORD.finditer(text) if sensitive(m.group(1))]
+    if "('" in text or '("' in text or "(b'" in text:
+        spans += [m.span(4) for m in _TUPLE_PAIR.finditer(text) if sensitive(m.group(2)) and not _prose(m.group(4))]
+    if "value" in text:
+        spans += [m.span(4) for m in _NAMED_VALUE.finditer(text) if sensitive(m.group(2))]
     reversed_text = text[::-1]
     length = len(text)
     skip_until = 0  # inside a nested value already masked: its pairs need no look
@@ -283,11 +307,14 @@ def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[t
         if found is None:
             continue
         key_start = length - found.end("key")
+        key_end = length - found.start("key")
+        while key_start < key_end - 1 and text[key_start] == "-":  # "--password=...", "-Dpassword=..."
+            key_start += 1
         if (key_start and (text[key_start - 1].isalnum() or text[key_start - 1] in "_.%$@[]")) or not (
             _KEY_START.match(text, key_start)
         ):
             continue  # longer than MAX_KEY, or not a name ("2024-01-01T10:00")
-        key = text[key_start : length - found.start("key")]
+        key = text[key_start:key_end]
         if "%" in key:
             key = urllib.parse.unquote_plus(key)
         judged = sensitive(key) or (
@@ -305,6 +332,11 @@ def pair_spans(text: str, sensitive: Callable[[str], bool], mask: str) -> list[t
             continue
         blanks = _BLANKS.match(text, sep_end)
         value_start = blanks.end() if blanks else sep_end
+        if sep == ":" and text[value_start : value_start + 1] in ("\n", "|", ">") and _at_line_start(text, key_start):
+            following = _YAML_NEXT.match(text, value_start)
+            if following is not None and not (_placeholder(following.group(2), mask) or _prose(following.group(2))):
+                spans.append(following.span(2))
+            continue
         if sep == ":" and _WHOLE_LINE_KEY.search(key) and text[value_start : value_start + 1] not in ("", '"', "'"):
             # An HTTP header line ("Authorization: SSWS 00ab...", "Cookie: a=b; sid=..."): all of it, up to
             # the quote that opened it ("curl -H 'Authorization: ...'").

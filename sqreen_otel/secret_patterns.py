@@ -266,6 +266,13 @@ RULES: tuple[TokenRule, ...] = (
         r"\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlsh|mariadb|mariadb-dump)\b[^\n]{0,200}?[ \t]-p"
         r"[\"']?(?P<s>[^\s\"'$<{-][^\s\"']*)",
     ),
+    # sqlcmd/bcp -P SECRET; mongo/mongosh/mongodump -p SECRET.
+    _rule(
+        "db-cli-password",
+        ("sqlcmd", "bcp ", "mongo"),
+        r"\b(?:(?:sqlcmd|bcp)\b[^\n]{0,200}?[ \t]-P|(?:mongo|mongosh|mongodump|mongorestore|mongoexport|mongoimport)"
+        r"\b[^\n]{0,200}?[ \t](?:-p|--password))[ \t]+[\"']?(?P<s>[^\s\"'$<{-][^\s\"']*)",
+    ),
     # redis-cli -a SECRET (and --pass SECRET).
     _rule(
         "redis-cli-password",

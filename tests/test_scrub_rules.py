@@ -133,6 +133,15 @@ PAIRS = [
     ("Authorization: Bot NzkyNzE1NDU0MTk2MDg4ODQy.X-hvzA.Ovy4MCQywSkoMRRclStW4xAYK7I", f"Authorization: {M}"),
     ("bot NzkyNzE1NDU0MTk2MDg4ODQy.X-hvzA.Ovy4MCQywSkoMRRclStW4xAYK7I leaked", f"bot {M} leaked"),
     ("NOTION=secret_KFQs1DxBA9RelOxOPbbNcRV7vZgGEFW5jcnTAOivg3Q", f"NOTION={M}"),
+    ("https://x.example/cb?data=%7B%22password%22%3A%22Xk3pq9Zt%22%7D", f'https://x.example/cb?data={{"password":{M}}}'),
+    ("password%3DXk3pq9Zt%26user%3Dbob", f"password={M}&user=bob"),
+    ("{'password': b'Xk3pq9Zt'}", f"{{'password': {M}}}"),
+    ("MultiDict([('user', 'bob'), ('password', 'Xk3pq9Zt')])", f"MultiDict([('user', 'bob'), ('password', '{M}')])"),
+    ("Header(name='X-Api-Key', value='Xk3pq9Zt')", f"Header(name='X-Api-Key', value='{M}')"),
+    ("db:\n  password: |\n    Xk3pq9Zt\n  user: app", f"db:\n  password: |\n    {M}\n  user: app"),
+    ("java -Dpassword=Xk3pq9Zt --token=Xk3pq9Zt -jar app.jar", f"java -Dpassword={M} --token={M} -jar app.jar"),
+    ("sqlcmd -S db -U sa -P Xk3pq9Zt", f"sqlcmd -S db -U sa -P {M}"),
+    ("mongosh --host db -u admin -p Xk3pq9Zt", f"mongosh --host db -u admin -p {M}"),
 ]  # fmt: skip
 KEPT = [
     "Password: must be at least 8 characters", "secret_length=32", "token_type=Bearer&expires_in=3600",
@@ -144,7 +153,9 @@ KEPT = [
     "password: settings.DB_PASSWORD", "WARNING django.security.csrf: Forbidden (CSRF token missing.): /api/login",
     'MountVolume.SetUp failed for volume "db-credentials" : secret "db-credentials" not found',
     "Token: refreshed", "session: expiring", "ENV APP_HOME /app", 'the token "abc-def" is unknown',
-    "token=expired&user=1", "session=missing",
+    "token=expired&user=1", "session=missing", "password:\n  min_length: 12", "password: |\n  must be long",
+    "100%3A1 ratio",
+    "('password', 'must be at least 8 characters')", "mongo --port 27017 -p",
 ]  # fmt: skip
 
 
