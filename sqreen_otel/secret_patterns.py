@@ -247,7 +247,8 @@ RULES: tuple[TokenRule, ...] = (
     ),
     # user:password@ in URLs (an empty user too: redis://:pw@host); neither part crosses a quote.
     _rule("url-credentials", ("://",), r"://(?<=[A-Za-z0-9]://)(?P<s>[^\s/?#:@\"'<>]*:[^\s/?\"'<>]+)@"),
-    # Command lines: "--password hunter2", "--token ...", "sshpass -p ...", "docker login -u x -p ...".
+    # Command lines: "--password hunter2", "--token ...", "sshpass -p ...", "docker login -u x -p ...",
+    # "mongosh -u x -p ...".
     _rule(
         "cli-secret-flag",
         ("--",),
@@ -257,7 +258,8 @@ RULES: tuple[TokenRule, ...] = (
     _rule(
         "cli-short-password",
         (" -p ",),
-        r"(?:sshpass|\blogin\b[^\n]{0,200}?)[ \t]-p[ \t]+[\"']?(?P<s>[^\s\"'$<{][^\s\"']*)",
+        r"(?:sshpass|\blogin\b[^\n]{0,200}?|\b(?:mongo|mongosh|mongodump|mongorestore|mongoexport|mongoimport)\b"
+        r"[^\n]{0,200}?)[ \t]-p[ \t]+[\"']?(?P<s>[^\s\"'$<{][^\s\"']*)",
     ),
     # mysql -pSECRET (the password joined to -p; "-p" alone prompts for it), mysqldump, mariadb...
     _rule(
@@ -266,12 +268,11 @@ RULES: tuple[TokenRule, ...] = (
         r"\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlsh|mariadb|mariadb-dump)\b[^\n]{0,200}?[ \t]-p"
         r"[\"']?(?P<s>[^\s\"'$<{-][^\s\"']*)",
     ),
-    # sqlcmd/bcp -P SECRET; mongo/mongosh/mongodump -p SECRET.
+    # sqlcmd/bcp -P SECRET.
     _rule(
-        "db-cli-password",
-        ("sqlcmd", "bcp ", "mongo"),
-        r"\b(?:(?:sqlcmd|bcp)\b[^\n]{0,200}?[ \t]-P|(?:mongo|mongosh|mongodump|mongorestore|mongoexport|mongoimport)"
-        r"\b[^\n]{0,200}?[ \t](?:-p|--password))[ \t]+[\"']?(?P<s>[^\s\"'$<{-][^\s\"']*)",
+        "sqlcmd-password",
+        (" -P",),
+        r"\b(?:sqlcmd|bcp)\b[^\n]{0,200}?[ \t]-P[ \t]+[\"']?(?P<s>[^\s\"'$<{-][^\s\"']*)",
     ),
     # redis-cli -a SECRET (and --pass SECRET).
     _rule(
@@ -289,7 +290,7 @@ RULES: tuple[TokenRule, ...] = (
     _rule(
         "braintree-access-token",
         ("access_token$",),
-        r"access_token\$(?:production|sandbox)\$[0-9a-z]{16}\$[0-9a-f]{32}",
+        _B + r"access_token\$(?:production|sandbox)\$[0-9a-z]{16}\$[0-9a-f]{32}",
     ),
     # curl -u user:password, --user user:password.
     _rule(
@@ -351,9 +352,8 @@ def secret_spans(text: str) -> list[tuple[int, int]]:
                     fired.add(rule)
         for rule in fired:
             spans.extend(rule.spans(text))
-    if _OTHER_GATES.search(text) is not None:
-        for gate in {m.group() for m in _OTHER_GATES.finditer(text)}:
-            spans.extend(_BY_MATCH[gate].spans(text))
+    for gate in set(_OTHER_GATES.findall(text)):  # one scan; findall builds no match objects
+        spans.extend(_BY_MATCH[gate].spans(text))
     for gate, rule in _PLAIN_GATES:
         if gate in text:
             spans.extend(rule.spans(text))
