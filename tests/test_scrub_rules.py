@@ -46,6 +46,20 @@ def test_corpus_targets() -> None:
     assert result.false_positive_rate <= 0.02, over
 
 
+def test_each_corpus_file_holds_up_on_its_own() -> None:
+    # The held-out files (wild, unseen, events, heldout2) were written before the rules they test were
+    # changed; none may fall far behind the others (heldout2 keeps 6 of 100 look-alikes masked: values
+    # under credential-named keys, see the README).
+    scrubber = Scrubber()
+    cases = load()
+    for name in sorted({c.file for c in cases}):
+        result = score(
+            lambda key, value: clean({key: value}, scrubber, 4096)[key], [c for c in cases if c.file == name]
+        )
+        assert result.recall >= 0.97, (name, [(c.key, c.value) for c in result.missed])
+        assert result.false_positive_rate <= 0.06, (name, [(c.key, c.value) for c in result.over_masked])
+
+
 # -- keys --------------------------------------------------------------------------------------------
 
 SENSITIVE = [
