@@ -367,10 +367,10 @@ def block_ip(args: argparse.Namespace, client: ExplorerClient) -> int:
 @_client_command
 def unblock_user(args: argparse.Namespace, client: ExplorerClient) -> int:
     identifiers = _identifiers(args.id)
-    exact = [a for a in client.actions() if a.get("action") == "block_user" and a.get("user") == identifiers]
-    client.unblock_user(identifiers)
+    exact = [a for a in _manual(client) if a.get("action") == "block_user" and a.get("user") == identifiers]
+    lifted = client.unblock_user(identifiers)
     still = [a for a in client.actions() if blocks_user(a, identifiers)]
-    return _unblocked(f"user {_target(identifiers)}", len(exact), still)
+    return _unblocked(f"user {_target(identifiers)}", len(exact), still, lifted)
 
 
 @command("unblock-ip")
@@ -381,10 +381,15 @@ def unblock_ip(args: argparse.Namespace, client: ExplorerClient) -> int:
     except ValueError:
         print(f"sqreen-otel unblock-ip: {args.address!r} is not an IP address or network", file=sys.stderr)
         return 2
-    exact = [a for a in client.actions() if a.get("action") == "block_ip" and _same_network(a.get("ip"), network)]
-    client.unblock_ip(args.address)
+    exact = [a for a in _manual(client) if a.get("action") == "block_ip" and _same_network(a.get("ip"), network)]
+    lifted = client.unblock_ip(args.address)
     still = [a for a in client.actions() if blocks_ip(a, args.address)]
-    return _unblocked(args.address, len(exact), still)
+    return _unblocked(args.address, len(exact), still, lifted)
+
+
+def _manual(client: ExplorerClient) -> list[dict[str, Any]]:
+    """The hand-made entries of the block list (playbook decisions carry their ``playbook``)."""
+    return [a for a in client.actions() if a.get("playbook") is None]
 
 
 def _same_network(raw: Any, network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
@@ -394,12 +399,14 @@ def _same_network(raw: Any, network: ipaddress.IPv4Network | ipaddress.IPv6Netwo
         return False
 
 
-def _unblocked(what: str, removed: int, still: list[dict[str, Any]]) -> int:
-    print(f"unblocked {what} ({removed} block(s) removed)" if removed else f"{what} had no block of its own")
+def _unblocked(what: str, removed: int, still: list[dict[str, Any]], lifted: list[str]) -> int:
+    done = [f"{removed} block(s) removed"] if removed else []
+    done += [f"{len(lifted)} playbook decision(s) lifted: {', '.join(lifted)}"] if lifted else []
+    print(f"unblocked {what} ({'; '.join(done)})" if done else f"{what} had no block of its own")
     if not still:
         return 0
     for action in still:
-        print(f"  still blocked by action {action['id']}: {_describe(action)}", file=sys.stderr)
+        print(f"  still blocked by action {action['id']} ({_source(action)}): {_describe(action)}", file=sys.stderr)
     print(f"{what} is still blocked: remove those with sqreen-otel unblock-user/unblock-ip", file=sys.stderr)
     return 1
 
@@ -413,6 +420,11 @@ def _describe(action: dict[str, Any]) -> str:
     return f"{action.get('action')} {target} (expires {until})"
 
 
+def _source(action: dict[str, Any]) -> str:
+    """Who made an entry: ``manual``, or the id of the playbook that decided it."""
+    return str(action.get("playbook") or "manual")
+
+
 @command("actions")
 @_client_command
 def actions(args: argparse.Namespace, client: ExplorerClient) -> int:
@@ -421,8 +433,9 @@ def actions(args: argparse.Namespace, client: ExplorerClient) -> int:
         print(json.dumps(entries, indent=2))
     elif not entries:
         print("no block actions")
+    width = max((len(_source(a)) for a in entries), default=0)
     for action in [] if args.json else entries:
-        print(f"{action['id']}  {_describe(action)}")
+        print(f"{action['id']}  {_source(action):<{width}}  {_describe(action)}")
     return 0
 
 
@@ -477,11 +490,14 @@ def _parser() -> argparse.ArgumentParser:
     p = client_parser("block-ip", "block a client address or network")
     p.add_argument("address", metavar="ADDRESS_OR_CIDR")
     p.add_argument("--duration", type=_positive, metavar="SECONDS", help="default: until unblocked")
-    p = client_parser("unblock-user", "remove the block of exactly these identifiers")
+    p = client_parser("unblock-user", "remove the block of exactly these identifiers and lift the playbook "
+                                      "decisions in force on them")  # fmt: skip
     p.add_argument("--id", action="append", required=True, metavar="KEY=VALUE")
-    p = client_parser("unblock-ip", "remove the block of exactly this address or network")
+    p = client_parser("unblock-ip", "remove the block of exactly this address or network and lift the playbook "
+                                    "decisions in force on it")  # fmt: skip
     p.add_argument("address", metavar="ADDRESS_OR_CIDR")
-    p = client_parser("actions", "list the block actions in force")
+    p = client_parser("actions", "list what agents enforce: hand-made blocks and playbook decisions in force "
+                                 "(source: manual or the playbook id)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="as JSON")
 
     from .explorer.playbooks.commands import add_parser as add_playbooks_parser

@@ -403,8 +403,8 @@ def test_block_and_unblock_commands_change_the_actions_feed(explorer: str) -> No
     assert actions[ip_action] == {"id": ip_action, "action": "block_ip", "ip": "203.0.113.0/24", "expires_at": None}
 
     listed = run("actions", *url).stdout.splitlines()
-    assert listed[0].startswith(f"{user_action}  block_user email=mallory@example.com,tenant=acme (expires 20")
-    assert listed[1] == f"{ip_action}  block_ip 203.0.113.0/24 (expires never)"
+    assert listed[0].startswith(f"{user_action}  manual  block_user email=mallory@example.com,tenant=acme (expires 20")
+    assert listed[1] == f"{ip_action}  manual  block_ip 203.0.113.0/24 (expires never)"
     assert {a["id"] for a in json.loads(run("actions", "--json", *url).stdout)} == {user_action, ip_action}
 
     # An address inside the blocked network: no block of its own, and still blocked: says so, exit 1.

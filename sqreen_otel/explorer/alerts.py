@@ -19,6 +19,7 @@ another evaluator moved, so two evaluators never both act on the same events.
 from __future__ import annotations
 
 import datetime as _dt
+import ipaddress
 import json
 import logging
 import threading
@@ -305,6 +306,34 @@ class Records:
             )  # fmt: skip
         return out
 
+    def matching(self, *, user: Mapping[str, Any] | None = None, ip: str | None = None) -> list[str]:
+        """Ids of the served decisions (block or redirect) on exactly these identifiers or this address/network.
+
+        What ``unblock_user`` / ``unblock_ip`` lift besides the hand-made entries: the same target, compared
+        as the hand-made list compares it (identifiers as text, networks normalised).
+        """
+        network = None
+        if ip is not None:
+            try:
+                network = ipaddress.ip_network(ip, strict=False)
+            except ValueError:
+                return []
+        wanted = None if user is None else {str(k): str(v) for k, v in user.items()}
+        out = []
+        for d in self.served():
+            if network is not None and d["ip"]:
+                try:
+                    same = ipaddress.ip_network(d["ip"], strict=False) == network
+                except ValueError:
+                    same = False
+            elif wanted is not None and d["user"] is not None:
+                same = {str(k): str(v) for k, v in d["user"].items()} == wanted
+            else:
+                same = False
+            if same:
+                out.append(d["id"])
+        return out
+
     def lifted_since(self, since: float) -> list[str]:
         sql = self.dialect.sql("SELECT id FROM decisions WHERE lifted_at IS NOT NULL AND lifted_at >= ?")
         return [row[0] for row in self.store._conn().execute(sql, (since,))]
@@ -418,6 +447,30 @@ def feed_document(store: Storage, records: Records | None) -> dict[str, Any]:
     if records is None:
         return document
     return _merged(document, records.served(), records)
+
+
+def block_entry(decision: Mapping[str, Any]) -> dict[str, Any]:
+    """A served decision as an entry of the explorer's block list (``GET /api/actions``, ``/actions``).
+
+    The hand-made entries' fields (epoch seconds), plus ``source: playbook``, ``playbook`` and ``alert``.
+    """
+    entry = feed_entry(decision)
+    entry.update(expires_at=decision["expires_at"], created_at=decision["created_at"], source="playbook")
+    return entry
+
+
+def block_list(store: Storage, records: Records | None) -> list[dict[str, Any]]:
+    """Everything agents enforce: the hand-made entries (``source: manual``), then the playbooks' decisions.
+
+    The decisions are the ones ``/v1/actions`` serves (within the agents' limits), oldest first.
+    """
+    manual = [{**entry, "source": "manual"} for entry in store.actions()]
+    if records is None:
+        return manual
+    served = records.served()
+    in_feed = {a["id"] for a in _merged(store.actions_document(), served, records)["actions"]}
+    in_feed -= {entry["id"] for entry in manual}
+    return manual + [block_entry(d) for d in served if d["id"] in in_feed]
 
 
 def _merged(document: dict[str, Any], served: list[dict[str, Any]], records: Records) -> dict[str, Any]:

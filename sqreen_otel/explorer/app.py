@@ -45,7 +45,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from . import otlp, playbooks_ui, ui
-from .alerts import feed_body
+from .alerts import block_list, feed_body
 from .server import tally
 from .storage import Storage
 from .store import Event, Filters
@@ -406,8 +406,9 @@ def create_app(store: Storage, *, token: str | None = None, live: Live | None = 
 
     # -- actions feed for agents (SQREEN_OTEL_ACTIONS_URL) ---------------------------------------
 
+    records = live.records if live is not None else None  # decisions join the feed and the block list
+
     async def actions_feed(request: Request) -> Response:
-        records = live.records if live is not None else None
         body = await run_in_threadpool(feed_body, store, records)  # cached between changes
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         if request.headers.get("if-none-match") == etag:
@@ -466,13 +467,16 @@ def create_app(store: Storage, *, token: str | None = None, live: Live | None = 
         return await off_loop(lambda: json_response({"names": store.summary(limit=MAX_SUMMARY_NAMES)}))
 
     async def api_actions(request: Request) -> Response:
-        if request.method == "GET":
-            return await off_loop(lambda: json_response({"actions": store.actions()}))
+        if request.method == "GET":  # what agents enforce: hand-made entries, then playbook decisions in force
+            return await off_loop(lambda: json_response({"actions": block_list(store, records)}))
         data = json.loads(await read_body(request, MAX_FORM) or b"{}")
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object")
         action_id = await run_in_threadpool(_apply, store, data)
-        return json_response({"id": action_id}, status=201 if action_id else 200)
+        answer: dict[str, Any] = {"id": action_id}
+        if str(data.get("action", "")).startswith("unblock_"):
+            answer["lifted"] = await run_in_threadpool(_lift_matching, live, data)
+        return json_response(answer, status=201 if action_id else 200)
 
     async def api_action_delete(request: Request) -> Response:
         removed = await run_in_threadpool(store.remove_action, request.path_params["action_id"])
@@ -531,10 +535,12 @@ def create_app(store: Storage, *, token: str | None = None, live: Live | None = 
                 form.setdefault(key, value)
             if not hmac.compare_digest(form.get("csrf", "").encode(), csrf.encode()):
                 return PlainTextResponse("invalid form token\n", status_code=403)
-            await run_in_threadpool(_apply, store, ui.action_from_form(form))
+            data = ui.action_from_form(form)
+            await run_in_threadpool(_apply, store, data)
+            await run_in_threadpool(_lift_matching, live, data)
             back = form.get("back") or ""
             return RedirectResponse(back if _local(back) else "/actions", status_code=303)
-        return await off_loop(lambda: html(ui.actions_page(store.actions(), csrf)))
+        return await off_loop(lambda: html(ui.actions_page(block_list(store, records), csrf)))
 
     ingest = Rule(accepts=(otlp.PROTOBUF, otlp.JSON))
     api_write = Rule(accepts=(otlp.JSON,), api_write=True)
@@ -571,6 +577,19 @@ def create_app(store: Storage, *, token: str | None = None, live: Live | None = 
 def _local(target: Any) -> bool:
     """Only same-site paths as redirect targets (no open redirect through the ``back`` field)."""
     return isinstance(target, str) and target.startswith("/") and not target.startswith(("//", "/\\"))
+
+
+def _lift_matching(live: Live | None, data: Mapping[str, Any]) -> list[str]:
+    """``unblock_user`` / ``unblock_ip`` also lift the playbooks' decisions in force on exactly that target."""
+    action = data.get("action")
+    if live is None or action not in ("unblock_user", "unblock_ip"):
+        return []
+    user, ip = data.get("user"), data.get("ip")
+    if action == "unblock_user":
+        ids = live.records.matching(user=user) if isinstance(user, Mapping) else []
+    else:
+        ids = live.records.matching(ip=ip) if isinstance(ip, str) else []
+    return [decision_id for decision_id in ids if live.lift(decision_id)]
 
 
 def _apply(store: Storage, data: dict[str, Any]) -> str | None:

@@ -125,6 +125,7 @@ class ExplorerClient:
     # -- block actions -----------------------------------------------------------------------------
 
     def actions(self) -> list[dict[str, Any]]:
+        """What agents enforce: hand-made entries (``source: manual``), then playbook decisions (``playbook``)."""
         actions: list[dict[str, Any]] = self.request("GET", "/api/actions")["actions"]
         return actions
 
@@ -136,11 +137,15 @@ class ExplorerClient:
         data = {"action": "block_ip", "ip": network, "duration": duration}
         return str(self.request("POST", "/api/actions", json=data)["id"])
 
-    def unblock_user(self, identifiers: Mapping[str, str]) -> None:
-        self.request("POST", "/api/actions", json={"action": "unblock_user", "user": dict(identifiers)})
+    def unblock_user(self, identifiers: Mapping[str, str]) -> list[str]:
+        """Remove the hand-made blocks of exactly these identifiers; returns the playbook decisions lifted."""
+        answer = self.request("POST", "/api/actions", json={"action": "unblock_user", "user": dict(identifiers)})
+        return [str(i) for i in answer.get("lifted") or ()]
 
-    def unblock_ip(self, network: str) -> None:
-        self.request("POST", "/api/actions", json={"action": "unblock_ip", "ip": network})
+    def unblock_ip(self, network: str) -> list[str]:
+        """Remove the hand-made blocks of exactly this network; returns the playbook decisions lifted."""
+        answer = self.request("POST", "/api/actions", json={"action": "unblock_ip", "ip": network})
+        return [str(i) for i in answer.get("lifted") or ()]
 
     def remove_action(self, action_id: str) -> bool:
         try:

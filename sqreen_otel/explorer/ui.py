@@ -792,11 +792,17 @@ def _sparkline(counts: list[int] | None, window: str) -> str:
 
 
 def actions_page(actions: list[dict[str, Any]], csrf: str, *, now: float | None = None) -> str:
-    """``/actions``: the block list with an Unblock button per entry, and forms to block a user or an IP."""
+    """``/actions``: what agents enforce, with an Unblock (hand-made entries) or Lift (playbook decisions)
+    button per entry, and forms to block a user or an IP.
+
+    Entries of ``alerts.block_list``: hand-made ones, then the playbooks' decisions in force, marked with
+    their playbook and a link to their alert.
+    """
     now = time.time() if now is None else now
     rows = []
     for entry in actions:
-        if entry.get("action") == "block_user":
+        action = str(entry.get("action", ""))
+        if action.endswith("_user"):
             user = entry.get("user") or {}
             kind, target = "User", ", ".join(f"{k}={_scalar(v)}" for k, v in sorted(user.items()))
             unblock = _hidden("action", "unblock_user") + _hidden(
@@ -805,17 +811,32 @@ def actions_page(actions: list[dict[str, Any]], csrf: str, *, now: float | None 
         else:
             kind, target = "IP", str(entry.get("ip", ""))
             unblock = _hidden("action", "unblock_ip") + _hidden("ip", target)
+        if action.startswith("redirect_"):
+            kind += f' <span class="muted">redirected to</span> <code>{_e(entry.get("url", ""))}</code>'
+        playbook = entry.get("playbook")
+        if playbook is not None:  # a decision: lifted (kept on its alert's page as lifted), not deleted
+            source = f'<a class="playbook" href="{_href("/alerts/" + str(entry.get("alert", "")))}">{_e(playbook)}</a>'
+            button = (
+                f'<form method="post" action="{_href("/decisions/" + str(entry["id"]) + "/lift")}" class="lift">'
+                f"{_hidden('csrf', csrf)}{_hidden('back', '/actions')}"
+                '<button type="submit" class="light">Lift</button></form>'
+            )
+        else:
+            source = '<span class="muted">manual</span>'
+            button = (
+                f'<form method="post" action="/actions" class="unblock">{_hidden("csrf", csrf)}'
+                f'{_hidden("back", "/actions")}{unblock}<button type="submit" class="light">Unblock</button></form>'
+            )
         rows.append(
-            f'<tr><td>{kind}</td><td><code class="target">{_e(target)}</code></td>'
+            f'<tr class="{"decision" if playbook is not None else "manual"}" data-id="{_e(entry.get("id", ""))}">'
+            f'<td>{kind}</td><td><code class="target">{_e(target)}</code></td><td class="source">{source}</td>'
             f"<td>{_epoch(entry.get('expires_at'), now)}</td><td>{_epoch(entry.get('created_at'), now)}</td>"
-            f'<td><form method="post" action="/actions" class="unblock">{_hidden("csrf", csrf)}'
-            f'{_hidden("back", "/actions")}{unblock}<button type="submit" class="light">Unblock</button></form>'
-            "</td></tr>"
+            f"<td>{button}</td></tr>"
         )
     if rows:
         table = (
-            '<table class="actions"><thead><tr><th>Kind</th><th>Target</th><th>Expires (UTC)</th><th>Created (UTC)</th>'
-            f"<th></th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            '<table class="actions"><thead><tr><th>Kind</th><th>Target</th><th>Source</th><th>Expires (UTC)</th>'
+            f"<th>Created (UTC)</th><th></th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
         )
     else:
         table = '<p class="empty">Nobody is blocked.</p>'
@@ -841,7 +862,9 @@ def actions_page(actions: list[dict[str, Any]], csrf: str, *, now: float | None 
     )
     intro = (
         '<p class="muted">Applications with <code>SQREEN_OTEL_ACTIONS_URL</code> set to this server\'s '
-        '<a href="/v1/actions">/v1/actions</a> fetch this list at each heartbeat.</p>'
+        '<a href="/v1/actions">/v1/actions</a> fetch this list at each heartbeat. Entries from a playbook '
+        "link to their alert; lifting one stops it at the agents' next poll.</p>"
+        '<p class="flash" id="lifted">Lifted: agents stop enforcing it at their next poll.</p>'
     )
     return _page("Block list", "actions", f"<h1>Block list</h1>{intro}{table}{forms}")
 
