@@ -139,8 +139,7 @@ class OTLPEventExporter(LogRecordExporter):
         self.compression = (compression or env_compression or "none").lower()
         if self.compression not in ("none", "gzip"):
             raise ValueError(f"compression must be 'none' or 'gzip', got {self.compression!r}")
-        self._session = self._new_session()
-        self._lock = threading.Lock()
+        self._init_sessions()
         self._closed = False
         if hasattr(os, "register_at_fork"):  # weakly: a replaced exporter must be free to go
             ref = weakref.WeakMethod(self._after_fork)
@@ -154,10 +153,24 @@ class OTLPEventExporter(LogRecordExporter):
             session.headers["Content-Encoding"] = "gzip"
         return session
 
+    def _init_sessions(self) -> None:
+        # One keep-alive session per sending thread: requests.Session is not documented thread-safe,
+        # and the processor may send from a few threads at once (max_concurrent_exports).
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+
+    def _thread_session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = self._new_session()
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
     def _after_fork(self) -> None:
         # The parent's pooled sockets must not be shared with a child.
-        self._session = self._new_session()
-        self._lock = threading.Lock()
+        self._init_sessions()
 
     def send(self, batch: Sequence[ReadableLogRecord | EventDraft]) -> Outcome:
         """Export one batch; never raises."""
@@ -185,8 +198,8 @@ class OTLPEventExporter(LogRecordExporter):
         except Exception as exc:
             return Outcome(Status.PERMANENT, error=f"compression failed: {exc!r}")
         try:
-            with instrumentation_suppressed(), self._lock:
-                response = self._session.post(self.endpoint, data=body, timeout=self.timeout)
+            with instrumentation_suppressed():
+                response = self._thread_session().post(self.endpoint, data=body, timeout=self.timeout)
         except requests.RequestException as exc:
             return Outcome(Status.RETRY, error=f"{type(exc).__name__}: {exc}", maybe_delivered=_maybe_sent(exc))
         return self._outcome(response, count)
@@ -210,7 +223,10 @@ class OTLPEventExporter(LogRecordExporter):
 
     def shutdown(self) -> None:
         self._closed = True
-        self._session.close()
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True

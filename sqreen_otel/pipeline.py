@@ -154,6 +154,7 @@ def _processor(settings: Settings, scrubber: Scrubber) -> EventBatchProcessor:
         max_event_age=settings.max_event_age,
         first_seen_delay=settings.first_seen_delay,
         shutdown_timeout=settings.shutdown_timeout,
+        max_concurrent_exports=settings.max_concurrent_exports,
         scrubber=scrubber,
         max_value_length=settings.max_value_length,
         prescrubbed_scopes=frozenset({runtime.LOGGER_NAME}),

@@ -32,6 +32,8 @@ from .draft import EventDraft
 from .event import scrub_attributes
 from .exporter import Outcome, Status, backoff
 from .scrub import Scrubber
+from .senders import Flight, SenderPool
+from .settings import check_concurrency
 from .spool import Claimed, Evicted, Spool
 from .values import clean
 
@@ -74,7 +76,9 @@ class EventBatchProcessor(LogRecordProcessor):
         max_value_length: int = 4096,
         prescrubbed_scopes: frozenset[str] = frozenset(),
         spool: Spool | None = None,
+        max_concurrent_exports: int = 2,
     ) -> None:
+        check_concurrency("max_concurrent_exports", max_concurrent_exports)
         for name, value in (
             ("flush_interval", flush_interval),
             ("max_queue_size", max_queue_size),
@@ -98,6 +102,11 @@ class EventBatchProcessor(LogRecordProcessor):
         if spool is not None and not all(hasattr(exporter, m) for m in ("encode", "send_encoded")):
             raise ValueError("spool needs an exporter with encode() and send_encoded(), such as OTLPEventExporter")
         self.spool = spool
+        # Up to this many requests in flight, when the exporter can encode and send apart (ours): the
+        # next batch is encoded while the backend commits the previous one. Other exporters are called
+        # one batch at a time, as OTel's own processors do.
+        self.max_concurrent_exports = max_concurrent_exports
+        self._pipelined = max_concurrent_exports > 1 and all(hasattr(exporter, m) for m in ("encode", "send_encoded"))
         self._init_state()
         if hasattr(os, "register_at_fork"):
             ref = weakref.WeakMethod(self._after_fork)
@@ -115,6 +124,7 @@ class EventBatchProcessor(LogRecordProcessor):
         self._first_seen_due: float | None = None
         self._flush_requests: list[threading.Event] = []
         self._inflight = 0
+        self._senders: SenderPool | None = None  # created by the export thread (again in a forked child)
         self._thread: threading.Thread | None = None
         self._closed = False
         self._attempt = 0
@@ -259,6 +269,9 @@ class EventBatchProcessor(LogRecordProcessor):
         try:
             self._loop()
         finally:
+            senders, self._senders = self._senders, None
+            if senders is not None:
+                senders.close()
             if self.spool is not None:
                 self._spill(everything=True)  # closed: what is left waits on disk for the next start
                 self.spool.close()
@@ -322,32 +335,76 @@ class EventBatchProcessor(LogRecordProcessor):
                 self._spill(everything=True)  # the backend is down: the waiting events go to disk
                 self._cycle_done(spool_due=self._retry_at)
                 return
-        forced = forced or recovering  # the backend is back: send all that waited, at once
-        while True:
-            with self._lock:
-                if not self._queue:
-                    break
-                count = min(len(self._queue), self.max_export_batch_size)
-                batch = [self._queue.popleft() for _ in range(count)]
-                self._inflight = count
-            retry = self._deliver(batch)
-            with self._lock:
-                self._inflight = 0
-                if retry and self._closed:  # shutdown() has given up on this in-flight batch
-                    self._drop(retry, "shutdown")
-                    break
-                if retry:
-                    self._requeue(retry)
-                    break
-                if self._attempt > 0:  # it failed and went to the spool
-                    break
-                if not forced and len(self._queue) < self.max_export_batch_size:
-                    break
+        self._send_queue(forced=forced or recovering)  # the backend is back: send all that waited, at once
         if self.spool is not None and self._attempt > 0:
             self._spill(everything=True)
             self._cycle_done(spool_due=self._retry_at)
             return
         self._cycle_done()
+
+    def _send_queue(self, forced: bool) -> None:
+        """Send the queue's batches, up to ``max_concurrent_exports`` in flight (one while probing a
+        failing backend), answers read in the order sent; stop taking batches after a failure."""
+        limit = self.max_concurrent_exports if self._pipelined else 1
+        flights: collections.deque[tuple[list[_Queued], Flight]] = collections.deque()
+        retry: list[_Queued] = []  # failed batches, oldest first, still counted in flight
+        failed = False
+        first = True
+        try:
+            while True:
+                batch: list[_Queued] | None = None
+                with self._lock:
+                    if (
+                        not failed
+                        and self._queue
+                        and len(flights) < (limit if self._attempt == 0 else 1)
+                        and (first or forced or len(self._queue) >= self.max_export_batch_size)
+                    ):
+                        count = min(len(self._queue), self.max_export_batch_size)
+                        batch = [self._queue.popleft() for _ in range(count)]
+                        self._inflight += count
+                        first = False
+                if batch is not None:
+                    if not self._pipelined:
+                        failed = self._settle(batch, self._deliver(batch), retry)
+                    elif (flight := self._launch(batch)) is not None:
+                        flights.append((batch, flight))
+                    continue
+                if not flights:
+                    break
+                batch, flight = flights.popleft()
+                left = self._finish(batch, flight.body, flight.wait(), recover=not failed)
+                failed = self._settle(batch, left, retry) or failed
+        finally:
+            with self._lock:
+                for batch, _ in flights:  # only after a bug above: resent later (same uids)
+                    retry.extend(batch)
+                if retry:
+                    self._inflight -= len(retry)
+                    if self._closed:  # shutdown() has given up on these in-flight batches
+                        self._drop(retry, "shutdown")
+                    else:
+                        self._requeue(retry)
+
+    def _settle(self, batch: list[_Queued], left: list[_Queued], retry: list[_Queued]) -> bool:
+        """Account one answered batch; ``True`` when it failed (kept for retry, or gone to the spool)."""
+        with self._lock:
+            self._inflight -= len(batch) - len(left)
+            retry.extend(left)
+            return bool(left) or self._attempt > 0
+
+    def _launch(self, batch: list[_Queued]) -> Flight | None:
+        """Encode ``batch`` here and hand it to a sender thread; ``None`` when it cannot be encoded."""
+        try:
+            body = self.exporter.encode([self._prepare(item) for _, item in batch])  # type: ignore[attr-defined]
+        except Exception as exc:
+            self._finish(batch, None, Outcome(Status.PERMANENT, error=f"encoding failed: {exc!r}"))
+            with self._lock:
+                self._inflight -= len(batch)
+            return None
+        if self._senders is None:
+            self._senders = SenderPool(self._send_encoded, self.max_concurrent_exports)
+        return self._senders.submit(body, len(batch))
 
     def _cycle_done(self, spool_due: float | None = None) -> None:
         with self._lock:
@@ -376,7 +433,7 @@ class EventBatchProcessor(LogRecordProcessor):
             self._drop_one(item, reason)
 
     def _deliver(self, batch: list[_Queued]) -> list[_Queued]:
-        """Export ``batch``, splitting it on 413; returns what must be retried later."""
+        """Export ``batch`` from this thread, splitting it on 413; returns what must be retried later."""
         prepared = [self._prepare(item) for _, item in batch]
         body: bytes | None = None
         if self.spool is not None:  # encoded once: the same bytes go to the spool if this fails
@@ -388,11 +445,19 @@ class EventBatchProcessor(LogRecordProcessor):
                 outcome = self._send_encoded(body, len(batch))
         else:
             outcome = self._send(prepared)
+        return self._finish(batch, body, outcome)
+
+    def _finish(
+        self, batch: list[_Queued], body: bytes | None, outcome: Outcome, recover: bool = True
+    ) -> list[_Queued]:
+        """Count one attempt's outcome for ``batch`` (``body``: its encoded bytes, for the spool); split
+        and resend on 413; returns what must be retried later. ``recover=False``: an earlier batch of
+        the same round failed, so this one's success does not end the backoff."""
         if outcome.status is Status.TOO_LARGE and len(batch) > 1:
             half = len(batch) // 2
             retry = self._deliver(batch[:half])
             return retry + batch[half:] if retry else self._deliver(batch[half:])
-        self._note(outcome, len(batch))
+        self._note(outcome, len(batch), recover)
         if outcome.status is Status.RETRY:
             if outcome.maybe_delivered:
                 with self._lock:
@@ -417,7 +482,7 @@ class EventBatchProcessor(LogRecordProcessor):
             logger.error("event export rejected for good, %d event(s) dropped: %s", len(batch), outcome.error)
         return []
 
-    def _note(self, outcome: Outcome, count: int) -> None:
+    def _note(self, outcome: Outcome, count: int, recover: bool = True) -> None:
         """Backoff, error and the failure report after one attempt (records are counted by the caller)."""
         now = time.monotonic()
         recovered = None
@@ -435,7 +500,7 @@ class EventBatchProcessor(LogRecordProcessor):
                 if self._failing_since is None:
                     self._failing_since = now
                 waiting = len(self._queue) + count + self._spooled
-            else:
+            elif recover:
                 c.last_export_error = outcome.error  # None after a clean success
                 if self._failing_since is not None:
                     recovered = (self._attempt, now - self._failing_since)
@@ -503,18 +568,18 @@ class EventBatchProcessor(LogRecordProcessor):
                 if count == 0 or (count < self.max_export_batch_size and not everything):
                     return
                 batch = [self._queue.popleft() for _ in range(count)]
-                self._inflight = count
+                self._inflight += count
             try:
                 body = self.exporter.encode([self._prepare(item) for _, item in batch])  # type: ignore[attr-defined]
             except Exception as exc:
                 logger.error("event export rejected for good, %d event(s) dropped: encoding failed: %r", count, exc)
                 with self._lock:
-                    self._inflight = 0
+                    self._inflight -= count
                     self._counters.dropped["rejected"] += count
                 continue
             self._spool_write(body, batch)
             with self._lock:
-                self._inflight = 0
+                self._inflight -= count
 
     def _drain_spool(self) -> bool:
         """Send spooled segments (ours, then those of processes gone), oldest first; ``False`` on a failure."""

@@ -127,7 +127,7 @@ def format_event(event: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class _Fault:
-    kind: str  # "status" | "delay" | "garbage" | "partial"
+    kind: str  # "status" | "delay" | "hold" | "garbage" | "partial"
     status: int = 200
     retry_after: str | None = None
     body: bytes = b""
@@ -240,12 +240,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _logs(self) -> None:
         rx = self.server.receiver
         headers = {name.lower(): value for name, value in self.headers.items()}
-        out = self._process(rx, headers)
-        rx._record(headers, out)
-        if out.status:
-            self._reply(out)
-        else:  # stopped while delaying: vanish without an answer
-            self.close_connection = True
+        with rx._lock:
+            rx._in_flight += 1
+            rx._max_in_flight = max(rx._max_in_flight, rx._in_flight)
+        try:
+            out = self._process(rx, headers)
+            rx._record(headers, out)
+            if out.status:
+                self._reply(out)
+            else:  # stopped while delaying: vanish without an answer
+                self.close_connection = True
+        finally:
+            with rx._lock:
+                rx._in_flight -= 1
 
     def _process(self, rx: Receiver, headers: dict[str, str]) -> _Outcome:
         length = self._length()
@@ -284,6 +291,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault.kind == "delay":
             if self.server.stopping.wait(fault.seconds):
                 return _Outcome(0, records=n, raw=data)
+        elif fault.kind == "hold":
+            while not rx._released.wait(0.05):
+                if self.server.stopping.is_set():
+                    return _Outcome(0, records=n, raw=data)
         elif fault.kind == "status":
             extra = (("Retry-After", fault.retry_after),) if fault.retry_after is not None else ()
             ok = _Outcome(fault.status, fault.body, PROTOBUF, extra, records=n, raw=data)
@@ -328,6 +339,9 @@ class Receiver:
         self._requests: deque[dict[str, Any]] = deque(maxlen=max(keep // 10, 10))
         self._accepted = 0  # events accepted since the last clear(), including those no longer kept
         self._faults: deque[_Fault] = deque()
+        self._released = threading.Event()  # opens the requests held by hold_next()
+        self._in_flight = 0  # requests being answered now (read, held, delayed or replying)
+        self._max_in_flight = 0  # the most at once since the last clear()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -429,6 +443,7 @@ class Receiver:
             self._accepted = 0
             self._bodies.clear()
             self._requests.clear()
+            self._max_in_flight = self._in_flight
 
     # -- fault injection ---------------------------------------------------------------------------
     def _queue(self, fault: _Fault, times: int) -> None:
@@ -455,6 +470,27 @@ class Receiver:
 
     def delay_next(self, seconds: float, times: int = 1) -> None:
         self._queue(_Fault("delay", seconds=seconds), times)
+
+    def hold_next(self, times: int = 1) -> None:
+        """The next ``times`` requests wait, unanswered, until ``release()`` (or ``stop()``)."""
+        self._released.clear()
+        self._queue(_Fault("hold"), times)
+
+    def release(self) -> None:
+        """Answer the held requests (and let later held ones through until the next ``hold_next()``)."""
+        self._released.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Requests to ``/v1/logs`` being handled right now: a client's concurrency, seen from here."""
+        with self._lock:
+            return self._in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests handled at once since the start or the last ``clear()``."""
+        with self._lock:
+            return self._max_in_flight
 
     def garbage_next(self, times: int = 1) -> None:
         self._queue(_Fault("garbage"), times)

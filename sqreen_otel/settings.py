@@ -177,6 +177,14 @@ def _non_negative(name: str, value: float) -> None:
         raise ValueError(f"{name} must be >= 0, got {value:g}")
 
 
+MAX_CONCURRENT_EXPORTS = 8  # requests in flight at most: past a few, the backend's commit is the limit
+
+
+def check_concurrency(name: str, value: int) -> None:
+    if not 1 <= value <= MAX_CONCURRENT_EXPORTS:
+        raise ValueError(f"{name} must be 1 to {MAX_CONCURRENT_EXPORTS} (requests in flight), got {value}")
+
+
 def _non_empty(name: str, value: str) -> None:
     if not value:
         raise ValueError(f"{name} must not be empty")
@@ -206,6 +214,7 @@ class Settings:
     max_export_batch_size: int = _spec(512, _INT, _positive)
     max_event_age: float = _spec(900.0, _FLOAT, _positive)
     shutdown_timeout: float = _spec(5.0, _FLOAT, _non_negative)
+    max_concurrent_exports: int = _spec(2, _INT, check_concurrency)
     spool_dir: str | None = _spec(None, _parse_optional_str)
     spool_max_bytes: int = _spec(64 * 1024 * 1024, _INT, _positive)
     handle_sigterm: bool = _spec(True, _parse_bool)
