@@ -32,6 +32,12 @@ playbooks:
     threshold: {count: 3, within: 10m}
     then:
       - block_user: {duration: 2h}
+  - id: scanners
+    when: {event: scan}
+    group_by: [client.address]
+    threshold: {count: 3, within: 1m}
+    then:
+      - redirect_ip: {url: "https://example.com/sorry", duration: 10m}
   - id: shadow
     mode: simulate
     when: {event: sq.sdk.users.login, where: "properties.success == false"}
@@ -41,6 +47,7 @@ playbooks:
       - block_ip: {duration: 1h}
 """
 IP = "203.0.113.7"
+SCANNER = "203.0.113.99"
 VICTIM = "mallory@example.com"
 
 
@@ -69,7 +76,9 @@ def test_decisions_in_force_are_listed_and_unblock_lifts_them(tmp_path: Path) ->
         post(url, *failed_logins(IP, 6))
         post(url, *[("reset", {"sqreen.user.email": VICTIM, "client.address": "198.51.100.9"})] * 3)
         by_ip = wait_for(lambda: from_playbook(url, "credential-stuffing"), "the block_ip decision")
+        post(url, *[("scan", {"client.address": SCANNER})] * 3)
         by_user = wait_for(lambda: from_playbook(url, "reset-abuse"), "the block_user decision")
+        redirect = wait_for(lambda: from_playbook(url, "scanners"), "the redirect_ip decision")
         served_ids = {a["id"] for a in feed(url)["actions"]}
 
         # The API: the hand-made entry first, then the decisions agents are served, with playbook and alert.
@@ -79,6 +88,7 @@ def test_decisions_in_force_are_listed_and_unblock_lifts_them(tmp_path: Path) ->
         assert by_ip["source"] == "playbook" and by_ip["action"] == "block_ip" and by_ip["ip"] == IP
         assert by_user["action"] == "block_user" and by_user["user"] == {"email": VICTIM}
         assert isinstance(by_ip["expires_at"], float) and by_ip["alert"]
+        assert redirect["action"] == "redirect_ip" and redirect["url"] == "https://example.com/sorry"
         assert {a["id"] for a in entries} == served_ids  # exactly what agents enforce
         assert not any(a.get("playbook") == "shadow" for a in entries)  # simulated: stored, never listed
         alert_page = http.get(f"{url}/alerts/{by_ip['alert']}", timeout=5)
@@ -89,6 +99,8 @@ def test_decisions_in_force_are_listed_and_unblock_lifts_them(tmp_path: Path) ->
         row = page.split(f'<tr class="decision" data-id="{by_ip["id"]}">')[1].split("</tr>")[0]
         assert f'href="/alerts/{by_ip["alert"]}">credential-stuffing</a>' in row
         assert f'action="/decisions/{by_ip["id"]}/lift"' in row and ">Lift</button>" in row
+        row = page.split(f'<tr class="decision" data-id="{redirect["id"]}">')[1].split("</tr>")[0]
+        assert "redirected to" in row and "https://example.com/sorry" in row and ">scanners</a>" in row
         manual_row = page.split(f'<tr class="manual" data-id="{manual.json()["id"]}">')[1].split("</tr>")[0]
         assert ">manual<" in manual_row and ">Unblock</button>" in manual_row
 
@@ -114,6 +126,11 @@ def test_decisions_in_force_are_listed_and_unblock_lifts_them(tmp_path: Path) ->
         out = cli("unblock-user", "--id", f"email={VICTIM}", "--url", url)
         assert out.returncode == 0, out.stderr
         assert "1 playbook decision(s) lifted" in out.stdout
+        out = cli("unblock-ip", SCANNER, "--url", url)  # a redirect is lifted too: the target is left alone
+        assert (out.returncode, out.stdout) == (
+            0,
+            f"unblocked {SCANNER} (1 playbook decision(s) lifted: {redirect['id']})\n",
+        )
         assert [a["id"] for a in listed(url)] == [manual.json()["id"]]
         assert [a["id"] for a in feed(url)["actions"]] == [manual.json()["id"]]
 
