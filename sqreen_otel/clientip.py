@@ -92,13 +92,13 @@ def resolve_client_ip(
             entries = _entries(headers, name, from_right=True)
             if entries:
                 client = _walk(entries, trusted_proxies)
-                return str(client if client is not None else peer_address)
-        return str(peer_address)
+                return _spelling(client if client is not None else peer_address)
+        return _spelling(peer_address)
 
     if ip_header:
         for address in _entries(headers, ip_header.strip().lower(), from_right=False):
             if address is not None:
-                return str(address)
+                return _spelling(address)
         return _text(peer_address)
 
     first_infrastructure: IPAddress | None = None
@@ -107,7 +107,7 @@ def resolve_client_ip(
             if address is None:
                 continue
             if not is_infrastructure(address):
-                return str(address)
+                return _spelling(address)
             if first_infrastructure is None:
                 first_infrastructure = address
     return _text(peer_address if peer_address is not None else first_infrastructure)
@@ -247,4 +247,9 @@ def _is_port(text: str) -> bool:
 
 
 def _text(address: IPAddress | None) -> str | None:
-    return None if address is None else str(address)
+    return None if address is None else _spelling(address)
+
+
+@functools.lru_cache(maxsize=4096)  # the same few addresses on every request; ``str()`` of one is slow
+def _spelling(address: IPAddress) -> str:
+    return str(address)

@@ -70,11 +70,15 @@ def set_request(request: RequestContext | None) -> Token[RequestContext | None]:
 def request_scope(request: RequestContext) -> Iterator[RequestContext]:
     """Make ``request`` current, and forget it and its user when the block ends."""
     request_token = _request.set(request)
-    user_token = _user.set(None)
+    # Usually no user yet: then one read here and one at the end instead of a set/reset pair.
+    user_token = None if _user.get() is None else _user.set(None)
     try:
         yield request
     finally:
-        _user.reset(user_token)
+        if user_token is not None:
+            _user.reset(user_token)
+        elif _user.get() is not None:  # identified during the request: back to the None it was
+            _user.set(None)
         _request.reset(request_token)
 
 

@@ -53,6 +53,8 @@ def parse_params(query: str | bytes, into: Params | None = None) -> Params:
     At most ``MAX_FIELDS`` pairs are read and ``MAX_PARAMS`` names kept (the first ones); blank values kept.
     """
     params: Params = {} if into is None else into
+    if not query:  # most requests: no query string, no form
+        return params
     text = query.decode("utf-8", "replace") if isinstance(query, bytes) else query
     fields = text[:MAX_QUERY].split("&", MAX_FIELDS)[:MAX_FIELDS]
     pairs = urllib.parse.parse_qsl(

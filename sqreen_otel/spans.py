@@ -86,7 +86,8 @@ class ServerSpans(SpanProcessor):
                 if len(self._root_of) > self.max_spans:
                     self._bound()
             return
-        if parent is None or not self._root_of:
+        # Unlocked first look (one dict read is atomic): most spans are under no server span we know.
+        if parent is None or (parent.trace_id, parent.span_id) not in self._root_of:
             return
         with self._lock:
             entry = self._root_of.get((parent.trace_id, parent.span_id))
@@ -99,9 +100,11 @@ class ServerSpans(SpanProcessor):
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context
-        if context is None or not self._root_of:
+        if context is None:
             return
         key = (context.trace_id, context.span_id)
+        if key not in self._root_of:  # unlocked look: only this span's own end removes its key
+            return
         with self._lock:
             entry = self._root_of.pop(key, None)
             if entry is not None and entry[1] == key:

@@ -244,8 +244,10 @@ class SqreenASGIMiddleware:
                 started = started or message.get("type") == "http.response.start"
                 await send(message)
 
+            # A request known to have no body (most GETs): nothing to copy, so the server's receive as it is.
+            app_receive = receive if body.done and not body._replay else body.receive
             try:
-                await self.app(scope, body.receive, tracking_send)
+                await self.app(scope, app_receive, tracking_send)
             except UserBlocked as exc:
                 if started:  # too late for a 403: let the server end the response
                     raise
