@@ -101,6 +101,8 @@ def resolve_client_ip(
                 return _spelling(address)
         return _text(peer_address)
 
+    if headers.keys().isdisjoint(DEFAULT_HEADERS):  # most requests: no forwarding header at all
+        return _text(peer_address)
     first_infrastructure: IPAddress | None = None
     for name in DEFAULT_HEADERS:
         for address in _entries(headers, name, from_right=False):

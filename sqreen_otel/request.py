@@ -87,7 +87,7 @@ def collect_headers(pairs: Iterable[tuple[str, str]], ip_header: str | None = No
         previous = headers.get(name)
         if previous is None:
             if len(headers) < MAX_HEADERS or name in wanted:
-                headers[name] = _cap_header(name, value)
+                headers[name] = value if len(value) <= MAX_HEADER_VALUE else _cap_header(name, value)
         elif name in _TAIL or len(previous) < MAX_HEADER_VALUE:
             headers[name] = _cap_header(name, f"{previous}, {value}")
     return headers
@@ -104,8 +104,9 @@ def _cap_header(name: str, value: str) -> str:
 class HTTPRequest:
     """One HTTP request as events see it (a ``RequestContext``): attributes, and the body on demand.
 
-    Both are computed once and cached, except while an ASGI body is still arriving: then the answer
-    can still grow, so it is recomputed on the next call.
+    ``headers`` may be given as a callable, read when first needed. Attributes and body are computed once
+    and cached, except while an ASGI body is still arriving: then the answer can still grow, so it is
+    recomputed on the next call.
     """
 
     def __init__(
@@ -114,7 +115,7 @@ class HTTPRequest:
         method: str,
         path: str,
         query_string: str | bytes = "",
-        headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | Callable[[], Iterable[tuple[str, str]]] = (),
         peer: str | None = None,
         body: BodySource | None = None,
         ip_header: str | None = None,
@@ -126,7 +127,14 @@ class HTTPRequest:
         self.method = method[:MAX_METHOD]
         self.path = path[:MAX_PATH]
         self.query_string = query_string[:MAX_QUERY]
-        self.headers = collect_headers(headers.items() if isinstance(headers, Mapping) else headers, ip_header)
+        # A callable is read only when the headers are first needed (an event, a block check): most
+        # requests record nothing, and then their headers are never copied.
+        self._headers: dict[str, str] | None = None
+        self._read_headers: Callable[[], Iterable[tuple[str, str]]] | None = None
+        if callable(headers) and not isinstance(headers, Mapping):
+            self._read_headers = headers
+        else:
+            self._headers = collect_headers(headers.items() if isinstance(headers, Mapping) else headers, ip_header)
         self.peer = peer if isinstance(peer, str) and peer else None
         self.max_body_size = max_body_size
         self._source = body
@@ -137,6 +145,15 @@ class HTTPRequest:
 
     def __repr__(self) -> str:
         return f"<HTTPRequest {self.method} {self.path}>"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Lower-cased and capped (``collect_headers``), read once."""
+        headers = self._headers
+        if headers is None:  # two threads racing here both read the same source: same answer
+            assert self._read_headers is not None
+            headers = self._headers = collect_headers(self._read_headers(), self._ip_header)
+        return headers
 
     @property
     def media_type(self) -> str:

@@ -391,6 +391,46 @@ def test_http_request_constructor() -> None:
         HTTPRequest(method="GET", path="/", max_body_size=-1)
 
 
+def test_headers_from_a_callable_are_read_when_first_needed_and_once() -> None:
+    reads: list[int] = []
+
+    def headers() -> Iterator[tuple[str, str]]:
+        reads.append(1)
+        yield from (("User-Agent", "UA"), ("X-Forwarded-For", "203.0.113.9"))
+
+    request = HTTPRequest(method="GET", path="/x", headers=headers, peer="10.0.0.1")
+    assert reads == []  # a request that records nothing never copies its headers
+    assert request.attributes()["client.address"] == "203.0.113.9"
+    assert request.attributes()["user_agent.original"] == "UA"
+    assert request.headers == {"user-agent": "UA", "x-forwarded-for": "203.0.113.9"}
+    assert reads == [1]
+
+
+def test_asgi_middleware_hands_the_servers_receive_only_to_body_less_requests() -> None:
+    from sqreen_otel.integrations.asgi import SqreenASGIMiddleware
+
+    given: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        given.append(receive)
+        given.append(await receive())
+
+    async def server_receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"a=1", "more_body": False}
+
+    async def send(message: Any) -> None:
+        pass
+
+    middleware = SqreenASGIMiddleware(app)
+    base = {"type": "http", "method": "POST", "path": "/", "query_string": b"", "client": ("127.0.0.1", 1)}
+    asyncio.run(middleware({**base, "headers": []}, server_receive, send))
+    assert given[0] is server_receive  # HTTP/1 without a length: no body to copy
+    given.clear()
+    asyncio.run(middleware({**base, "headers": [(b"content-length", b"3")]}, server_receive, send))
+    assert given[0] is not server_receive  # a body: replayed to the app after our copy
+    assert given[1]["body"] == b"a=1"
+
+
 # --- Flask: the view reads the whole body whenever body() runs --------------------------------
 
 BIG = ("x" * 50 + "\n") * 400  # 20 KiB, over the 16 KiB default cap

@@ -158,7 +158,7 @@ def _asgi_request(
         method=str(scope.get("method") or ""),
         path=str(scope.get("path") or ""),
         query_string=query[:MAX_QUERY].decode("utf-8", "replace") if isinstance(query, bytes) else str(query),
-        headers=(
+        headers=lambda: (
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in scope.get("headers", ())
             if isinstance(name, bytes) and isinstance(value, bytes)

@@ -134,7 +134,7 @@ def _wsgi_text(value: Any) -> str:
 
 
 def _environ_headers(environ: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
-    for key, value in environ.items():
+    for key, value in list(environ.items()):  # a copy: read lazily, maybe while the app adds keys
         if key.startswith("HTTP_"):
             yield key[5:].replace("_", "-"), value
         elif key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
@@ -202,7 +202,7 @@ def _from_wsgi(
         method=str(environ.get("REQUEST_METHOD") or ""),
         path=_wsgi_text(environ.get("SCRIPT_NAME", "")) + _wsgi_text(environ.get("PATH_INFO", "")),
         query_string=_wsgi_text(environ.get("QUERY_STRING", "")[:MAX_QUERY]),
-        headers=_environ_headers(environ),
+        headers=lambda: _environ_headers(environ),
         peer=environ.get("REMOTE_ADDR"),
         body=source,
         ip_header=ip_header,
