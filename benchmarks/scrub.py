@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from scrub_corpus.corpus import Case, Score, load, score  # noqa: E402
 
 from sqreen_otel import cards  # noqa: E402
-from sqreen_otel.scrub import Scrubber  # noqa: E402
+from sqreen_otel.scrub import GUARDED, Scrubber  # noqa: E402
 from sqreen_otel.values import clean  # noqa: E402
 
 BASELINE = "3e9ed5b"  # main when issue 7 started
@@ -93,10 +93,16 @@ def load_baseline() -> type[Scrubber]:
         spec.loader.exec_module(module)
 
     class Baseline(module.Scrubber):  # type: ignore[misc, name-defined]
-        """The old rules, with the hook today's value walk asks for (the old rules had no such check)."""
+        """The old rules, with the hooks today's value walk asks for (the old rules had no such checks)."""
 
         def named_value_key(self, mapping: Any) -> None:
             return None
+
+        def nested_key(self, parent: str, key: str) -> int:
+            return GUARDED
+
+        def benign_secret_value(self, value: Any) -> bool:
+            return False  # the old rules masked every value under a sensitive key
 
     return Baseline
 

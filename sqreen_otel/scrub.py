@@ -16,18 +16,22 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import cards
-from .scrub_keys import KeyRule, normalize_key
+from .scrub_benign import benign
+from .scrub_keys import KeyRule, describes, lower_words, normalize_key
 from .scrub_pairs import pair_spans
 from .secret_patterns import secret_spans
 from .settings import Settings
 
-__all__ = ["DEFAULT_MASK", "Scrubber", "mask_spans", "normalize_key"]
+__all__ = ["DEFAULT_MASK", "DESCRIBING", "GUARDED", "KEY_OF_SECRETS", "Scrubber", "mask_spans", "normalize_key"]
 
 DEFAULT_MASK = "[REDACTED]"
 _CACHE_LIMIT = 8192  # entries in each verdict cache; cleared whole when full
 _CACHED_TEXT = 256  # longer strings are rarely repeated: not cached
 _SHORTEST_TOKEN = 8  # no token rule matches fewer characters
 _NAME_KEYS = ("name", "key", "field", "param", "parameter", "header")
+KEY_OF_SECRETS, DESCRIBING, GUARDED = range(3)  # verdicts of Scrubber.nested_key
+# A key that names a field: short, no 16-character run mixing letters and digits (a token).
+_FIELD_NAME = re.compile(r"(?![\s\S]*(?=[A-Za-z_-]*\d)(?=[0-9_-]*[A-Za-z])[A-Za-z0-9_-]{16})[\w.\- \[\]:$@]{1,64}")
 _ENCODED = re.compile(r"%(?:3[dDaA]|22|27)")  # an encoded "=", ":", '"' or "'"
 
 
@@ -76,6 +80,8 @@ class Scrubber:
         self._pseudonymize_key = pseudonymize_key
         self._key_cache: dict[str, bool] = {}
         self._text_cache: dict[str, str] = {}
+        self._nested_cache: dict[str, int] = {}
+        self._benign_cache: dict[str, bool] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Scrubber:
@@ -96,6 +102,41 @@ class Scrubber:
             if len(self._key_cache) >= _CACHE_LIMIT:
                 self._key_cache.clear()
             self._key_cache[key] = verdict
+        return verdict
+
+    def nested_key(self, parent: str, key: str) -> int:
+        """How to treat ``key`` inside a value under the sensitive key ``parent`` (one cached verdict):
+        ``KEY_OF_SECRETS`` when the key is no field name (``{"api_keys": {"sk_live_...": ...}}``: mask
+        the whole value), ``DESCRIBING`` when it names a description (``expires_in``, ``status``; not
+        ``id`` under ``session``, read as ``session.id``) or is allowlisted, else ``GUARDED``: its
+        value is judged as under a sensitive key."""
+        joined = f"{parent}.{key}"
+        verdict = self._nested_cache.get(joined)
+        if verdict is None:
+            if _FIELD_NAME.fullmatch(key) is None or self.redact(key) != key:
+                verdict = KEY_OF_SECRETS
+            elif self._keys.allowed(key) or (describes(key) and not self.sensitive_key(lower_words(joined))):
+                verdict = DESCRIBING
+            else:
+                verdict = GUARDED
+            if len(self._nested_cache) >= _CACHE_LIMIT:
+                self._nested_cache.clear()
+            self._nested_cache[joined] = verdict
+        return verdict
+
+    def benign_secret_value(self, value: str | bool | None) -> bool:
+        """Whether ``value``, under a sensitive key, cannot hold a secret: a boolean, None, or a string
+        of a shape no secret has (``scrub_benign``)."""
+        if value is None or isinstance(value, bool):
+            return True
+        if len(value) > _CACHED_TEXT:
+            return benign(value)
+        verdict = self._benign_cache.get(value)
+        if verdict is None:
+            verdict = benign(value)
+            if len(self._benign_cache) >= _CACHE_LIMIT:
+                self._benign_cache.clear()
+            self._benign_cache[value] = verdict
         return verdict
 
     def named_value_key(self, mapping: Mapping[Any, Any]) -> str | None:

@@ -116,6 +116,7 @@ DESCRIPTORS = frozenset(
         "brand", "network", "funding", "last4", "bin", "id", "requested", "due", "accepted", "declined", "failure",
         "failed", "passed", "check", "checks", "result", "success", "country", "region", "rounds", "iterations",
         "host", "hostname", "port", "short", "weak", "kid", "exp", "iss", "sub", "iat", "nbf", "aud", "jti",
+        "group", "groups", "flag", "flags",
     }
 )  # fmt: skip
 # A first word that makes the key a flag about the credential ("has_password", "show_token").
@@ -203,6 +204,18 @@ def sensitive_words(words: tuple[str, ...]) -> bool:
     return any(_credential_at(words, i) for i in range(last))
 
 
+def lower_words(key: str) -> str:
+    """``"sessionId.status"`` -> ``"session_id_status"``: a path judged as one plain key (a mixed-case
+    part would otherwise be judged alone, as ``pWd`` is)."""
+    return "_".join(split_words(key))
+
+
+def describes(key: str) -> bool:
+    """Whether the last word of ``key`` describes a value (``status``, ``expires_in``, ``algorithm``)."""
+    words = split_words(key)
+    return bool(words) and words[-1] in DESCRIPTORS
+
+
 class KeyRule:
     """The key verdict: default words (unless replaced), custom fragments, allowlist."""
 
@@ -210,6 +223,9 @@ class KeyRule:
         self._defaults = defaults
         self._fragments = tuple(sorted({f for f in (normalize_key(k) for k in fragments) if f}))
         self._allow = frozenset(normalize_key(k) for k in allow)
+
+    def allowed(self, key: str) -> bool:
+        return normalize_key(key) in self._allow
 
     def sensitive(self, key: str) -> bool:
         parts = _parts(key)

@@ -34,6 +34,7 @@ _LEADER_WINDOW = 16  # characters looked back for a line leader
 # Separators are rare, keys are not: the pass finds each separator ("=", ":", "=>", ":=", " is "), then
 # reads the key that ends there backwards, as one anchored match on the reversed text.
 _SEPARATOR = re.compile(r"[=:]")
+_PINNED_VERSION = re.compile(r"\d+(?:\.\d+)+(?![\w.])")
 _KEY_REVERSED = re.compile(r"[ \t]*(?:\]?[\"']\\?)?(?P<key>[\w.\-\[\]%$@]{1," + str(MAX_KEY) + "})")
 _KEY_START = re.compile(r"[A-Za-z_$@]")
 _BLANKS = re.compile(r"[ \t]*")
@@ -228,6 +229,8 @@ def _separators(text: str) -> list[tuple[int, int, str]]:
         if start and text[start - 1] in "=:":  # the second character of "=>"/":="/"==" is not one
             continue
         end = start + 2 if text[start + 1 : start + 2] in (">", "=") else start + 1
+        if text[start + 1 : start + 2] == "=" and _PINNED_VERSION.match(text, start + 2):
+            continue  # "django-otp==1.5.4": a pinned requirement, not an assignment
         found.append((start, end, text[start:end] if end - start == 2 else match.group()))
     if " is " in text:
         index = text.find(" is ")

@@ -29,7 +29,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .scrub import Scrubber
+from .scrub import DESCRIBING, KEY_OF_SECRETS, Scrubber
 
 MAX_DEPTH = 8
 MAX_ITEMS = 128
@@ -76,7 +76,7 @@ def clean(value: Any, scrubber: Scrubber, max_len: int, _depth: int = 0, _path: 
             for key, item in itertools.islice(value.items(), MAX_ITEMS):
                 text = key if isinstance(key, str) else _to_text(key)
                 if text == named or scrubber.sensitive_key(text):
-                    result[text] = scrubber.mask
+                    result[text] = _clean_sensitive(text, item, scrubber, max_len, _depth + 1, path)
                 else:
                     result[text] = clean(item, scrubber, max_len, _depth + 1, path)
             return result
@@ -85,6 +85,37 @@ def clean(value: Any, scrubber: Scrubber, max_len: int, _depth: int = 0, _path: 
     if isinstance(value, enum.Enum):
         return clean(value.value, scrubber, max_len, _depth, _path)
     return _clean_text(_to_text(value), scrubber, max_len)
+
+
+def _clean_sensitive(
+    parent: str, value: Any, scrubber: Scrubber, max_len: int, depth: int, path: frozenset[int]
+) -> Any:
+    """A value under a sensitive key: masked, except what cannot hold a secret. Booleans and None are
+    kept; a string with a benign shape (a state, a version, a sentence, a public key, a plain URL) is
+    cleaned as usual; a mapping keeps the items whose key describes (``status``, ``expires_in``) and
+    judges every other item the same way, whatever its key (``{"auth": {"value": ...}}`` is masked).
+    A key is read together with its parent's: ``{"session": {"id": ...}}`` is a session id."""
+    if isinstance(value, (str, bool)) or value is None:
+        return clean(value, scrubber, max_len, depth, path) if scrubber.benign_secret_value(value) else scrubber.mask
+    if not isinstance(value, (Mapping, list, tuple)) or id(value) in path or depth >= MAX_DEPTH:
+        return scrubber.mask
+    path = path | {id(value)}
+    if isinstance(value, Mapping):
+        result = {}
+        for key, item in itertools.islice(value.items(), MAX_ITEMS):
+            text = key if isinstance(key, str) else _to_text(key)
+            verdict = scrubber.nested_key(parent, text)
+            if verdict == KEY_OF_SECRETS:
+                return scrubber.mask
+            if verdict == DESCRIBING:
+                result[text] = clean(item, scrubber, max_len, depth + 1, path)
+            else:
+                result[text] = _clean_sensitive(f"{parent}.{text}", item, scrubber, max_len, depth + 1, path)
+        return result
+    return [
+        _clean_sensitive(parent, item, scrubber, max_len, depth + 1, path)
+        for item in itertools.islice(value, MAX_ITEMS)
+    ]
 
 
 def _clean_text(text: str, scrubber: Scrubber, max_len: int) -> str:

@@ -89,9 +89,18 @@ def test_sensitive_keys_masked(key: str) -> None:
     s = Scrubber()
     assert s.sensitive_key(key)
     assert clean({key: "hunter2", "plan": "pro"}, s, 100) == {key: M, "plan": "pro"}
-    # The value of a sensitive key is masked whatever its type.
-    assert clean({key: {"nested": [1, 2]}}, s, 100) == {key: M}
+    # The value of a sensitive key is masked whatever its type; a structure keeps its shape, each leaf
+    # is masked unless it cannot hold a secret (True/None) or sits under a describing key ("status").
+    assert clean({key: {"nested": [1, 2], "value": "a b", "on": True}}, s, 100) == {
+        key: {"nested": [M, M], "value": M, "on": True}
+    }
+    assert clean({key: {"status": "x1", "expires_in": 60, "data": {"expires_in": 60}}}, s, 100) == {
+        key: {"status": "x1", "expires_in": 60, "data": {"expires_in": 60}}
+    }
     assert clean({key: 1234}, s, 100) == {key: M}
+    assert clean({key: None}, s, 100) == {key: None}
+    # Keyed by the secrets themselves: masked whole.
+    assert clean({key: {"ab12cd34ef56gh78ij90": "bob"}}, s, 100) == {key: M}
 
 
 @pytest.mark.parametrize("key", NON_SENSITIVE_KEYS)

@@ -47,9 +47,8 @@ def test_corpus_targets() -> None:
 
 
 def test_each_corpus_file_holds_up_on_its_own() -> None:
-    # The held-out files (wild, unseen, events, heldout2) were written before the rules they test were
-    # changed; none may fall far behind the others (heldout2 keeps 6 of 100 look-alikes masked: values
-    # under credential-named keys, see the README).
+    # The held-out files (wild, unseen, events, heldout2, heldout3) were written before the rules they
+    # test were changed; none may fall far behind the others (heldout2 keeps 1 of 100 look-alikes masked).
     scrubber = Scrubber()
     cases = load()
     for name in sorted({c.file for c in cases}):
@@ -57,7 +56,7 @@ def test_each_corpus_file_holds_up_on_its_own() -> None:
             lambda key, value: clean({key: value}, scrubber, 4096)[key], [c for c in cases if c.file == name]
         )
         assert result.recall >= 0.97, (name, [(c.key, c.value) for c in result.missed])
-        assert result.false_positive_rate <= 0.06, (name, [(c.key, c.value) for c in result.over_masked])
+        assert result.false_positive_rate <= 0.03, (name, [(c.key, c.value) for c in result.over_masked])
 
 
 # -- keys --------------------------------------------------------------------------------------------
@@ -194,6 +193,46 @@ def test_name_value_records_mask_the_value_of_a_sensitive_name() -> None:
     }
     assert clean([{"field": "card_cvc", "value": 123}], s, 100) == [{"field": "card_cvc", "value": M}]
     assert clean({"key": "theme", "value": "dark"}, s, 100) == {"key": "theme", "value": "dark"}
+
+
+UNDER_SENSITIVE_KEYS_KEPT = [
+    {"secret_scanning": {"status": "enabled"}},
+    {"auth": {"login_title": "Sign in", "forgot_password": "Forgot your password?"}},
+    {"dependencies": {"passport": "^0.7.0", "jsonwebtoken": "9.0.2"}},
+    {"dsn": "postgresql://db.internal:5432/app?sslmode=require"},
+    {"sentry_dsn": "https://4a1f0c2d9b8e47a6b3c5d7e9f1a2b3c4@o450123.ingest.sentry.io/5512345"},
+    {"clientToken": "pub3f9c2b1a7d6e5f4a3b2c1d0e9f8a7b6c"},
+    {"stripe_key": "pk_live_51Nq8ZfLk3vXb2Jt0cS9wQeYy7pHhRmD4aK6uTn"},
+    {"token": {"token_type": "Bearer", "expires_in": 3600}, "password": True, "otp": None},
+    {"jwt": {"header": {"alg": "HS256"}}},
+]
+UNDER_SENSITIVE_KEYS_MASKED = [
+    ({"auth": {"value": "c0rrect-h0rse"}}, {"auth": {"value": M}}),
+    ({"credentials": {"data": {"current": "Zk3j9aB2"}}}, {"credentials": {"data": {"current": M}}}),
+    ({"session": {"id": "s3ss10n"}, "api_key": {"id": "k1"}}, {"session": {"id": M}, "api_key": {"id": M}}),
+    ({"password": "Correct horse battery staple."}, {"password": M}),  # a sentence needs grammar words
+    ({"token": {"expires_in": 60, "pin": 4821}}, {"token": {"expires_in": 60, "pin": M}}),
+    ({"reset_token": "https://app.example.com/reset/Zk3j9aB2cD4eF5gH6iJ7"}, {"reset_token": M}),
+    ({"dsn": "postgresql://app@db/app"}, {"dsn": M}),  # a user name is not a Sentry public key
+    ({"api_keys": {"ab12cd34ef56gh78ij90": "ci"}}, {"api_keys": M}),  # keyed by the secrets
+    ({"recaptcha_secret": "6LeIxAcTAAAAAGG-vFI1TnRWxMZNFuojJ4WifJWe"}, {"recaptcha_secret": M}),
+]
+
+
+@pytest.mark.parametrize("value", UNDER_SENSITIVE_KEYS_KEPT)
+def test_values_that_cannot_be_secrets_are_kept_under_sensitive_keys(value: dict[str, Any]) -> None:
+    assert clean(value, Scrubber(), 4096) == value
+
+
+@pytest.mark.parametrize(("value", "expected"), UNDER_SENSITIVE_KEYS_MASKED)
+def test_leaves_under_sensitive_keys_are_masked_unless_benign(value: dict[str, Any], expected: Any) -> None:
+    assert clean(value, Scrubber(), 4096) == expected
+
+
+def test_pinned_requirements_are_not_assignments() -> None:
+    s = Scrubber()
+    assert s.redact("django-otp==1.5.4 pyjwt==2.10.1") == "django-otp==1.5.4 pyjwt==2.10.1"
+    assert s.redact("if password == 'Zk3j9aB2': ...") == f"if password == {M}: ..."
 
 
 def test_redact_pairs_masks_a_cut_nested_value_to_the_end() -> None:

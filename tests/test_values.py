@@ -337,7 +337,7 @@ def test_string_at_max_len_untouched_longer_truncated() -> None:
 
 def test_sensitive_keys_masked_at_any_depth() -> None:
     out = c({"user": {"profile": [{"password": "hunter2", "name": "al"}]}, "token": {"a": 1}})
-    assert out == {"user": {"profile": [{"password": DEFAULT_MASK, "name": "al"}]}, "token": DEFAULT_MASK}
+    assert out == {"user": {"profile": [{"password": DEFAULT_MASK, "name": "al"}]}, "token": {"a": DEFAULT_MASK}}
 
 
 @pytest.mark.parametrize("offset", range(1, 19))

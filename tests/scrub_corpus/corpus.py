@@ -4,7 +4,7 @@ Each line of ``*.jsonl`` here is ``{"key", "value", "source"}`` plus, for a secr
 part of the value that must not survive. A secret is caught when that part is absent from the
 scrubbed output; a harmless value is masked when the output differs from the input.
 
-``wild``, ``unseen``, ``events`` and ``heldout2`` were written before the rule changes they led to and
+``wild``, ``unseen``, ``events``, ``heldout2`` and ``heldout3`` were written before the rule changes they led to and
 scored as they were first run (README, "PII scrubbing"): read those first runs as the estimate for
 unseen material, not the totals after the fixes.
 """
