@@ -17,7 +17,7 @@ from typing import Any
 
 from . import cards
 from .scrub_benign import benign
-from .scrub_keys import KeyRule, describes, lower_words, normalize_key
+from .scrub_keys import KeyRule, describes, identifier, lower_words, normalize_key
 from .scrub_pairs import pair_spans
 from .secret_patterns import secret_spans
 from .settings import Settings
@@ -123,6 +123,11 @@ class Scrubber:
                 self._nested_cache.clear()
             self._nested_cache[joined] = verdict
         return verdict
+
+    def identifier_key(self, key: str) -> bool:
+        """Whether ``key`` names an id (``order_id``): its value of 12-19 digits is kept, though one in
+        ten such ids with a card's prefix also passes the Luhn check."""
+        return self.enabled and identifier(key[:256])
 
     def benign_secret_value(self, value: str | bool | None) -> bool:
         """Whether ``value``, under a sensitive key, cannot hold a secret: a boolean, None, or a string

@@ -210,6 +210,17 @@ def lower_words(key: str) -> str:
     return "_".join(split_words(key))
 
 
+_ID_WORDS = frozenset({"id", "ids", "ref", "reference"})
+_CARD_WORDS = frozenset({"card", "cards", "cc", "credit", "debit", "pan", "payment"})
+
+
+def identifier(key: str) -> bool:
+    """Whether ``key`` names an identifier (``order_id``, ``payment_ref`` excluded: nothing about cards),
+    whose digits are an id even when they pass a card's checksum."""
+    words = split_words(key)
+    return bool(words) and words[-1] in _ID_WORDS and not any(word in _CARD_WORDS for word in words)
+
+
 def describes(key: str) -> bool:
     """Whether the last word of ``key`` describes a value (``status``, ``expires_in``, ``algorithm``)."""
     words = split_words(key)

@@ -77,6 +77,8 @@ def clean(value: Any, scrubber: Scrubber, max_len: int, _depth: int = 0, _path: 
                 text = key if isinstance(key, str) else _to_text(key)
                 if text == named or scrubber.sensitive_key(text):
                     result[text] = _clean_sensitive(text, item, scrubber, max_len, _depth + 1, path)
+                elif type(item) is str and 12 <= len(item) <= 19 and item.isdigit() and scrubber.identifier_key(text):
+                    result[text] = item  # {"order_id": "4111111111111111"}: an id, whatever its checksum
                 else:
                     result[text] = clean(item, scrubber, max_len, _depth + 1, path)
             return result

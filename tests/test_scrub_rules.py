@@ -229,6 +229,22 @@ def test_leaves_under_sensitive_keys_are_masked_unless_benign(value: dict[str, A
     assert clean(value, Scrubber(), 4096) == expected
 
 
+def test_digits_under_an_id_key_are_an_id_even_when_luhn_valid() -> None:
+    s = Scrubber()
+    visa = "4111111111111111"
+    assert clean({"order_id": visa, "user": {"id": visa}, "ref": visa}, s, 100) == {
+        "order_id": visa,
+        "user": {"id": visa},
+        "ref": visa,
+    }
+    assert clean({"card_id": visa, "payment_ref": visa, "note": visa, "id": f"{visa} "}, s, 100) == {
+        "card_id": M,
+        "payment_ref": M,
+        "note": M,
+        "id": f"{M} ",
+    }
+
+
 def test_pinned_requirements_are_not_assignments() -> None:
     s = Scrubber()
     assert s.redact("django-otp==1.5.4 pyjwt==2.10.1") == "django-otp==1.5.4 pyjwt==2.10.1"
