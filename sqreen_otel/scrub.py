@@ -130,15 +130,16 @@ class Scrubber:
         return self.enabled and identifier(key[:256])
 
     def benign_secret_value(self, value: str | bool | None) -> bool:
-        """Whether ``value``, under a sensitive key, cannot hold a secret: a boolean, None, or a string
-        of a shape no secret has (``scrub_benign``)."""
+        """Whether ``value``, under a sensitive key, cannot hold a secret: a boolean, None, a string
+        of a shape no secret has (``scrub_benign``: empty, ``****``, ``${DB_PASSWORD}`` included), or
+        one already masked."""
         if value is None or isinstance(value, bool):
             return True
         if len(value) > _CACHED_TEXT:
             return benign(value)
         verdict = self._benign_cache.get(value)
         if verdict is None:
-            verdict = benign(value)
+            verdict = benign(value) or value.startswith(self.mask)
             if len(self._benign_cache) >= _CACHE_LIMIT:
                 self._benign_cache.clear()
             self._benign_cache[value] = verdict

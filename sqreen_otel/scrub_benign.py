@@ -1,7 +1,8 @@
 """Values that hold no secret even under a sensitive key: states, versions, sentences, public ids.
 
 A value under a sensitive key is masked whole, except when its shape says it cannot be a secret:
-a state word (``{"secret_scanning": "enabled"}``), a version range (``{"passport": "^0.7.0"}`` in a
+nothing (blank, ``****``, ``${DB_PASSWORD}``), a state word (``{"secret_scanning": "enabled"}``),
+a version range (``{"passport": "^0.7.0"}`` in a
 dependency map), a sentence (``{"forgot_password": "Forgot your password?"}`` in a translation
 file), a key published by design (Stripe ``pk_live_``, Datadog ``pub...`` client tokens), or a URL
 with nothing secret-shaped in it (a DSN without credentials, a Sentry DSN whose user is its public
@@ -31,6 +32,8 @@ _SENTENCE = re.compile(r"[A-Z]?[a-z']+(?:,|\.)?(?: (?::?[A-Za-z]?[a-z']*|\d{1,3}
 _FUNCTION_WORD = re.compile(
     r"(?i)\b(?:the|a|an|your|you|is|are|was|has|have|be|to|of|in|on|for|not|do|does|please|this|that|with|or|and|can|will|must)\b"
 )
+# Nothing in it: blank, a run of mask characters, a template variable ("${DB_PASSWORD}", "{{ token }}").
+_EMPTY = re.compile(r"\s*|\*{3,}|•{3,}|\$\{[A-Za-z_][\w.:-]{0,80}\}|\{\{ ?[\w.]{1,80} ?\}\}")
 # Keys their vendors publish in client-side code: Stripe publishable keys, Datadog client tokens.
 _PUBLIC_KEY = re.compile(r"pk_(?:live|test)_[0-9A-Za-z]{10,120}|pub[0-9a-f]{32}")
 _URL = re.compile(
@@ -43,10 +46,11 @@ _TOKEN_SEGMENT = re.compile(r"[A-Za-z0-9_\-=+]{16,}")
 
 def benign(value: str) -> bool:
     """Whether ``value`` under a sensitive key is one of the shapes above (the caller masks the rest)."""
-    if len(value) > MAX_LENGTH or not value:
+    if len(value) > MAX_LENGTH:
         return False
     return (
-        value.lower() in STATES
+        _EMPTY.fullmatch(value) is not None
+        or value.lower() in STATES
         or _VERSION.fullmatch(value) is not None
         or _RANGE_VERSION.fullmatch(value) is not None
         or (" " in value and _SENTENCE.fullmatch(value) is not None and _FUNCTION_WORD.search(value) is not None)

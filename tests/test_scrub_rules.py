@@ -205,6 +205,7 @@ UNDER_SENSITIVE_KEYS_KEPT = [
     {"stripe_key": "pk_live_51Nq8ZfLk3vXb2Jt0cS9wQeYy7pHhRmD4aK6uTn"},
     {"token": {"token_type": "Bearer", "expires_in": 3600}, "password": True, "otp": None},
     {"jwt": {"header": {"alg": "HS256"}}},
+    {"password": "", "secret": "********", "token": "${API_TOKEN}", "api_key": "{{ key }}"},
 ]
 UNDER_SENSITIVE_KEYS_MASKED = [
     ({"auth": {"value": "c0rrect-h0rse"}}, {"auth": {"value": M}}),
