@@ -101,6 +101,9 @@ def load_baseline() -> type[Scrubber]:
         def nested_key(self, parent: str, key: str) -> int:
             return GUARDED
 
+        def identifier_key(self, key: str) -> bool:
+            return False
+
         def benign_secret_value(self, value: Any) -> bool:
             return False  # the old rules masked every value under a sensitive key
 
