@@ -22,7 +22,7 @@ from typing import Any
 
 from .context import RequestContext
 from .scrub import Scrubber
-from .values import TRUNCATED, clean, for_span
+from .values import TRUNCATED, clean, clean_entry, for_span
 
 PROPERTIES = "sqreen.properties."
 USER = "sqreen.user."
@@ -34,16 +34,8 @@ _SPAN_SAFE = frozenset({str, int, float, bool})
 
 
 def scrubbed(prefix: str, values: Mapping[str, Any], scrubber: Scrubber, max_len: int) -> dict[str, Any]:
-    """``{prefix + key: value}`` with each sensitive key's value masked and every value cleaned."""
-    result: dict[str, Any] = {}
-    for key, value in values.items():
-        if scrubber.sensitive_key(key):
-            result[prefix + key] = scrubber.mask
-        elif type(value) is str and len(value) <= max_len:  # the common case, without the walk
-            result[prefix + key] = scrubber.redact(value)
-        else:
-            result[prefix + key] = clean(value, scrubber, max_len)
-    return result
+    """``{prefix + key: value}``, each value cleaned by its key's rule (``values.clean_entry``)."""
+    return {prefix + key: clean_entry(key, value, scrubber, max_len) for key, value in values.items()}
 
 
 def identifier_attributes(identifiers: Mapping[str, str | int], scrubber: Scrubber, max_len: int) -> dict[str, Any]:

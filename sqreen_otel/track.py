@@ -27,7 +27,7 @@ from .draft import EventDraft
 from .event import body_attribute, identifier_attributes, scrub_attributes, span_attributes
 from .ids import UID, new_uid
 from .scrub import Scrubber
-from .values import UnconvertibleValue, clean
+from .values import UnconvertibleValue, clean_entry
 
 logger = logging.getLogger("sqreen_otel")
 
@@ -282,11 +282,9 @@ def _capture(name: str, properties: Mapping[str, Any], scrubber: Scrubber, max_l
     for key, value in properties.items():
         if type(value) in _PLAIN:
             captured[key] = value
-        elif scrubber.sensitive_key(key):
-            captured[key] = scrubber.mask
         else:
             try:
-                captured[key] = clean(value, scrubber, max_len)
+                captured[key] = clean_entry(key, value, scrubber, max_len)
             except UnconvertibleValue as exc:  # cannot even be turned into text: drop just that one
                 logger.warning("event %r: property %r dropped: %s", name, key, exc)
     return captured

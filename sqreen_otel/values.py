@@ -75,18 +75,28 @@ def clean(value: Any, scrubber: Scrubber, max_len: int, _depth: int = 0, _path: 
             named = scrubber.named_value_key(value)  # {"name": "password", "value": ...} (HAR, forms)
             for key, item in itertools.islice(value.items(), MAX_ITEMS):
                 text = key if isinstance(key, str) else _to_text(key)
-                if text == named or scrubber.sensitive_key(text):
+                if text == named:
                     result[text] = _clean_sensitive(text, item, scrubber, max_len, _depth + 1, path)
-                elif type(item) is str and 12 <= len(item) <= 19 and item.isdigit() and scrubber.identifier_key(text):
-                    result[text] = item  # {"order_id": "4111111111111111"}: an id, whatever its checksum
                 else:
-                    result[text] = clean(item, scrubber, max_len, _depth + 1, path)
+                    result[text] = clean_entry(text, item, scrubber, max_len, _depth + 1, path)
             return result
         items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
         return [clean(item, scrubber, max_len, _depth + 1, path) for item in itertools.islice(items, MAX_ITEMS)]
     if isinstance(value, enum.Enum):
         return clean(value.value, scrubber, max_len, _depth, _path)
     return _clean_text(_to_text(value), scrubber, max_len)
+
+
+def clean_entry(
+    key: str, value: Any, scrubber: Scrubber, max_len: int, _depth: int = 0, _path: frozenset[int] = frozenset()
+) -> Any:
+    """One ``key: value`` item, judged by its key: the rule for a mapping's items and for an event's
+    properties and traits alike, so a value is treated the same at the top and at any depth."""
+    if scrubber.sensitive_key(key):
+        return _clean_sensitive(key, value, scrubber, max_len, _depth, _path)
+    if type(value) is str and 12 <= len(value) <= 19 and value.isdigit() and scrubber.identifier_key(key):
+        return value  # {"order_id": "4111111111111111"}: an id, whatever its checksum
+    return clean(value, scrubber, max_len, _depth, _path)
 
 
 def _clean_sensitive(
